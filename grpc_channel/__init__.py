@@ -1,0 +1,1 @@
+"""grpc-channel: grpc-go style options and a Dapr-style app channel for Python gRPC."""

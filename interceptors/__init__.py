@@ -1,0 +1,1 @@
+"""Stand-alone grpcio interceptors: concurrency limit, app token, capture, tracing, retry, deadline."""
