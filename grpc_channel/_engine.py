@@ -1,0 +1,1140 @@
+"""The call engine: runs one call with call options, sync or aio, any of the four shapes.
+
+Used by the Channel (``invoke_method``), the generic ``invoke`` and :func:`grpc_channel.stubs.wrap`.
+The logic is written once, as plain functions over :class:`~grpc_channel.options.CallInfo`:
+
+1. :func:`begin` folds library defaults, the dial-level default call options, grpcio-style keywords
+   and the per-call options (later wins; metadata accumulates, context metadata first), runs every
+   ``before()`` and checks credentials against the channel's security. A refusal fires the
+   ``on_finish`` callbacks and raises.
+2. :func:`encode` marshals a request (codec or stub serializer) and checks the per-call send limit;
+   :func:`decode` checks the per-call receive limit on the received bytes, then unmarshals.
+3. The shell makes the grpcio call (the only I/O), then :func:`succeeded` / :func:`failed` record
+   headers, trailers, peer, code and details into the CallInfo.
+4. :func:`complete` runs every ``after()`` and every ``on_finish`` callback exactly once;
+   :func:`outcome` raises the call's error, or the first hook error if the call succeeded.
+
+The sync (:class:`SyncEngine`) and aio (:class:`AsyncEngine`) shells only do the I/O between those
+steps. Speed: multicallables are created once per method path (raw bytes in and out, so sizes can
+be checked before decoding), dial defaults are folded once per engine, and a call with no call
+options and no hooks takes a fast path that builds no CallInfo at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any, Final
+
+import grpc
+from google.protobuf.message import Message
+
+from grpc_channel.encoding import Codec
+from grpc_channel.metadata import Metadata, MetadataError, outgoing_pairs
+from grpc_channel.options import (
+    CallInfo,
+    CallOption,
+    DialSettings,
+    OptionError,
+    PerRPCCredentials,
+)
+from interceptors._errors import LocalRpcError
+from interceptors._policy import ClientCall, ClientPolicy
+
+__all__ = [
+    "AsyncEngine",
+    "AsyncResponseStream",
+    "CallPlan",
+    "Route",
+    "RpcCredentialsPolicy",
+    "Shape",
+    "SyncEngine",
+    "SyncResponseStream",
+    "begin",
+    "complete",
+    "decode",
+    "encode",
+    "failed",
+    "outcome",
+    "succeeded",
+]
+
+MetadataPairs = tuple[tuple[str, str | bytes], ...]
+_NO_PAIRS: Final[MetadataPairs] = ()
+_OK: Final = grpc.StatusCode.OK
+_EOF: Final[Any] = grpc.aio.EOF  # type: ignore[attr-defined]
+_LOG: Final = logging.getLogger("grpc_channel")
+
+
+def _log_hook_error(info: CallInfo, hook_error: BaseException | None) -> None:
+    # Where no caller is left to raise to (a stream cancelled or dropped), a hook's error is
+    # logged rather than lost.
+    if hook_error is not None:
+        _LOG.error("a call option hook failed after %s ended", info.method, exc_info=hook_error)
+
+
+class Shape(enum.Enum):
+    """The four call shapes (also the name of grpcio's multicallable factory)."""
+
+    UNARY_UNARY = "unary_unary"
+    UNARY_STREAM = "unary_stream"
+    STREAM_UNARY = "stream_unary"
+    STREAM_STREAM = "stream_stream"
+
+
+_context_pairs: Final = outgoing_pairs
+
+
+# ------------------------------------------------------------------------------------------
+# Per-RPC credentials in grpc-go's shape.
+
+
+def credentials_pairs(creds: PerRPCCredentials, method: str) -> MetadataPairs:
+    """The metadata ``creds`` add to a call of ``method``, validated; a failure is
+    UNAUTHENTICATED (as in grpc-go), naming the error type but no metadata value."""
+    try:
+        return Metadata(creds.get_request_metadata(method)).to_grpc()
+    except MetadataError as exc:
+        raise LocalRpcError(
+            grpc.StatusCode.UNAUTHENTICATED, f"per-RPC credentials gave invalid metadata: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise LocalRpcError(
+            grpc.StatusCode.UNAUTHENTICATED,
+            f"per-RPC credentials failed: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
+class RpcCredentialsPolicy(ClientPolicy):
+    """Client policy adding grpc-go style per-RPC credentials' metadata to every call on a channel
+    (what ``with_per_rpc_credentials`` becomes in ``open_channel``)."""
+
+    __slots__ = ("_creds",)
+
+    def __init__(self, creds: Sequence[PerRPCCredentials]) -> None:
+        self._creds = tuple(creds)
+
+    def client_start(self, call: ClientCall) -> None:
+        for creds in self._creds:
+            call.metadata.extend(credentials_pairs(creds, call.method))
+
+
+# ------------------------------------------------------------------------------------------
+# What is fixed per channel and per method.
+
+
+class CallPlan:
+    """The dial-level part of every call, folded once.
+
+    ``template`` is a CallInfo with the library defaults and the leading run of *static* default
+    call options already applied (static options only set fields, so applying them once is the
+    same as applying them per call); ``dynamic`` holds the remaining default options, whose
+    ``before`` runs per call, in order. ``plain`` is true when a call without options needs no
+    CallInfo at all.
+    """
+
+    __slots__ = ("dynamic", "fast_kwargs", "plain", "template")
+
+    def __init__(
+        self,
+        default_call_options: Sequence[CallOption] = (),
+        *,
+        codec: Codec | None = None,
+        target: str = "",
+        secure: bool | None = None,
+    ) -> None:
+        template = CallInfo(codec=codec, target=target, secure=secure)
+        options = tuple(default_call_options)
+        folded = 0
+        for opt in options:
+            if not isinstance(opt, CallOption):
+                raise OptionError(
+                    f"default call options: got {type(opt).__name__}; pass CallOption objects"
+                )
+            if not (type(opt).static and not type(opt).has_after):
+                break
+            opt.before(template)
+            folded += 1
+        self.template = template
+        self.dynamic = options[folded:]
+        self.plain = (
+            not self.dynamic
+            and template.on_finish is None
+            and not template.rpc_credentials
+            and template.credentials is None
+            and template.max_send_msg_size is None
+            and template.max_recv_msg_size is None
+        )
+        self.fast_kwargs: dict[str, Any] = {
+            "credentials": None,
+            "wait_for_ready": template.wait_for_ready,
+            "compression": template.compression,
+        }
+
+    @classmethod
+    def from_settings(cls, settings: DialSettings, target: str = "") -> CallPlan:
+        """The plan of a channel opened from ``settings`` to ``target``."""
+        return cls(
+            settings.default_call_options,
+            codec=settings.codec,
+            target=target,
+            secure=settings.secure,
+        )
+
+    @property
+    def codec(self) -> Codec:
+        return self.template.codec
+
+
+class Route:
+    """One method as the engine calls it.
+
+    ``codec`` is the codec ``serializer``/``deserializer`` implement. ``raw`` routes call a
+    raw-bytes multicallable: the engine encodes with ``serializer`` (or the call's codec when a
+    call option chose another) and decodes with ``deserializer`` after checking
+    sizes. Non-raw routes call a multicallable that (de)serialises itself (a stub wrapped from an
+    instance): sizes are measured with ``serializer`` on the way out and ``ByteSize()`` on the way
+    in, and the codec cannot be changed per call.
+    """
+
+    __slots__ = (
+        "codec",
+        "deserializer",
+        "mc",
+        "method",
+        "raw",
+        "response_type",
+        "serializer",
+        "shape",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        shape: Shape,
+        mc: Any,
+        *,
+        raw: bool,
+        serializer: Callable[[Any], bytes] | None,
+        deserializer: Callable[[bytes], Any] | None,
+        codec: Codec,
+        response_type: Any = None,
+    ) -> None:
+        self.method = method
+        self.codec = codec
+        self.shape = shape
+        self.mc = mc
+        self.raw = raw
+        self.serializer = serializer
+        self.deserializer = deserializer
+        self.response_type = response_type
+
+
+def codec_route(channel: Any, method: str, shape: Shape, codec: Codec, response_type: Any) -> Route:
+    """A raw route whose messages ``codec`` encodes and decodes (``response_type`` for decoding)."""
+    unmarshal = codec.unmarshal
+    return Route(
+        method,
+        shape,
+        getattr(channel, shape.value)(method),
+        raw=True,
+        serializer=codec.marshal,
+        deserializer=lambda data: unmarshal(data, response_type),
+        codec=codec,
+        response_type=response_type,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Pure steps.
+
+
+def _refused(info: CallInfo, exc: BaseException) -> None:
+    info.error = exc
+    code = getattr(exc, "code", None)
+    if callable(code):
+        try:
+            info.code = code()
+            info.details = exc.details()  # type: ignore[attr-defined]
+        except Exception:
+            info.code = grpc.StatusCode.UNKNOWN
+    hook_error = complete(info, ())
+    if hook_error is not None and exc.__context__ is None:
+        exc.__context__ = hook_error
+
+
+def begin(
+    plan: CallPlan,
+    method: str,
+    options: Sequence[CallOption],
+    *,
+    timeout: float | None = None,
+    metadata: Iterable[tuple[str, str | bytes]] | None = None,
+    credentials: grpc.CallCredentials | None = None,
+    wait_for_ready: bool | None = None,
+    compression: grpc.Compression | None = None,
+) -> tuple[CallInfo, list[CallOption]]:
+    """Fold everything for one call and run the ``before`` hooks.
+
+    Returns the CallInfo and the options whose ``after`` must run. On refusal (a ``before`` raised,
+    an argument is not a CallOption, credentials do not fit the channel) the ``on_finish``
+    callbacks fire with the error and it is raised.
+    """
+    info = plan.template.copy()
+    info.method = method
+    ctx = _context_pairs()
+    if ctx:
+        info.metadata = ctx + info.metadata if info.metadata else ctx
+    afters: list[CallOption] = []
+    try:
+        if timeout is not None:
+            info.timeout = timeout
+        if metadata:
+            info.metadata = info.metadata + tuple(metadata)
+        if credentials is not None:
+            info.credentials = credentials
+        if wait_for_ready is not None:
+            info.wait_for_ready = wait_for_ready
+        if compression is not None:
+            info.compression = compression
+        for opt in plan.dynamic:
+            opt.before(info)
+            if type(opt).has_after:
+                afters.append(opt)
+        for opt in options:
+            if not isinstance(opt, CallOption):
+                raise OptionError(
+                    f"call options: got {type(opt).__name__}; pass CallOption objects (header(md), "
+                    "timeout(s), ...) after the request"
+                )
+            opt.before(info)
+            if type(opt).has_after:
+                afters.append(opt)
+        _check_credentials(info)
+    except BaseException as exc:
+        _refused(info, exc)
+        raise
+    return info, afters
+
+
+def _check_credentials(info: CallInfo) -> None:
+    if info.credentials is not None and info.secure is False:
+        raise LocalRpcError(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "per_rpc_credentials: grpc.CallCredentials are only sent over a secure channel and "
+            "this channel is insecure",
+        )
+    for creds in info.rpc_credentials:
+        if info.secure is not True and creds.require_transport_security():
+            hint = (
+                "this channel is insecure"
+                if info.secure is False
+                else "this channel's security is unknown (wrap(..., secure=True) if it is secure)"
+            )
+            raise LocalRpcError(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"per_rpc_credentials: the credentials require transport security and {hint}",
+            )
+        info.metadata = info.metadata + credentials_pairs(creds, info.method)
+
+
+def grpc_kwargs(info: CallInfo) -> dict[str, Any]:
+    """The keyword arguments of the grpcio call."""
+    return {
+        "timeout": info.timeout,
+        "metadata": info.metadata or None,
+        "credentials": info.credentials,
+        "wait_for_ready": info.wait_for_ready,
+        "compression": info.compression,
+    }
+
+
+def _codec_failure(what: str, info: CallInfo, exc: Exception) -> LocalRpcError:
+    # grpc-go reports (un)marshalling failures as INTERNAL.
+    err = LocalRpcError(
+        grpc.StatusCode.INTERNAL,
+        f"failed to {what} for {info.method}: {exc}",
+        initial_metadata=info.headers,
+        trailing_metadata=info.trailers,
+        peer=info.peer,
+    )
+    err.__cause__ = exc
+    return err
+
+
+def encode(route: Route, info: CallInfo, request: Any) -> Any:
+    """Marshal ``request`` for ``route`` and check the per-call send limit (RESOURCE_EXHAUSTED)."""
+    limit = info.max_send_msg_size
+    if route.raw:
+        try:
+            if info.codec is route.codec and route.serializer is not None:
+                data: Any = route.serializer(request)
+            else:
+                data = info.codec.marshal(request)
+        except Exception as exc:
+            raise _codec_failure("marshal the request", info, exc) from exc
+        size = len(data)
+    else:
+        if info.codec is not route.codec:
+            raise OptionError(
+                f"{info.method}: force_codec/call_content_subtype need a stub wrapped from its "
+                "class and channel, wrap(StubClass, channel); this stub's own methods encode "
+                "with their generated serializers"
+            )
+        data = request
+        if limit is None:
+            return data
+        size = len(route.serializer(request)) if route.serializer is not None else 0
+    if limit is not None and size > limit:
+        raise LocalRpcError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"request message of {size} bytes is over this call's send limit of {limit} bytes "
+            "(max_call_send_msg_size)",
+        )
+    return data
+
+
+def decode(route: Route, info: CallInfo, received: Any) -> Any:
+    """Check the per-call receive limit on ``received``, then unmarshal it."""
+    limit = info.max_recv_msg_size
+    if not route.raw:
+        if limit is not None:
+            size = received.ByteSize() if isinstance(received, Message) else len(received)
+            _check_received(info, size, limit)
+        return received
+    if limit is not None:
+        _check_received(info, len(received), limit)
+    try:
+        if info.codec is route.codec and route.deserializer is not None:
+            return route.deserializer(received)
+        return info.codec.unmarshal(received, route.response_type)
+    except Exception as exc:
+        raise _codec_failure("unmarshal the response", info, exc) from exc
+
+
+def _check_received(info: CallInfo, size: int, limit: int) -> None:
+    if size > limit:
+        raise LocalRpcError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"response message of {size} bytes is over this call's receive limit of {limit} bytes "
+            "(max_call_recv_msg_size)",
+            initial_metadata=info.headers,
+            trailing_metadata=info.trailers,
+            peer=info.peer,
+        )
+
+
+def _pairs(md: Any) -> MetadataPairs:
+    # grpcio gives a tuple (sync), a grpc.aio.Metadata (iterates as pairs) or None.
+    if not md:
+        return _NO_PAIRS
+    return md if type(md) is tuple else tuple(md)
+
+
+def succeeded(info: CallInfo, headers: Any, trailers: Any) -> None:
+    """Record a call that ended with OK."""
+    info.code = _OK
+    info.headers = _pairs(headers)
+    info.trailers = _pairs(trailers)
+    info.peer = info.target
+
+
+def failed(info: CallInfo, exc: BaseException) -> None:
+    """Record a call that ended with ``exc``: a grpc.RpcError (status, headers and trailers are
+    read from it), a local refusal, a cancellation or another exception (code UNKNOWN, or
+    CANCELLED for a cancellation)."""
+    info.error = exc
+    if info.sent:
+        info.peer = info.target
+    code = getattr(exc, "code", None)
+    if callable(code):
+        try:
+            info.code = code()
+            info.details = exc.details() or ""  # type: ignore[attr-defined]
+            headers = exc.initial_metadata()  # type: ignore[attr-defined]
+            trailers = exc.trailing_metadata()  # type: ignore[attr-defined]
+        except Exception:
+            info.code = info.code or grpc.StatusCode.UNKNOWN
+        else:
+            if headers:
+                info.headers = _pairs(headers)
+            if trailers:
+                info.trailers = _pairs(trailers)
+        return
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        info.code = grpc.StatusCode.CANCELLED
+    else:
+        info.code = grpc.StatusCode.UNKNOWN
+    info.details = f"{type(exc).__name__}: {exc}"
+
+
+def complete(info: CallInfo, afters: Sequence[CallOption]) -> BaseException | None:
+    """Run every ``after`` hook, then every ``on_finish`` callback (each exactly once: the list
+    is taken from the CallInfo). Returns the first exception a hook raised; none stops the rest."""
+    hook_error: BaseException | None = None
+    for opt in afters:
+        try:
+            opt.after(info)
+        except Exception as exc:
+            hook_error = hook_error or exc
+    callbacks = info.on_finish
+    if callbacks:
+        info.on_finish = None
+        error = info.error
+        for callback in callbacks:
+            try:
+                callback(error)
+            except Exception as exc:
+                hook_error = hook_error or exc
+    return hook_error
+
+
+def outcome(info: CallInfo, hook_error: BaseException | None) -> Any:
+    """Raise the call's error (with a hook's error as its ``__context__``), else the hook's error,
+    else return the response."""
+    error = info.error
+    if error is not None:
+        if hook_error is not None and error.__context__ is None:
+            error.__context__ = hook_error
+        raise error
+    if hook_error is not None:
+        raise hook_error
+    return info.response
+
+
+# ------------------------------------------------------------------------------------------
+# Request streams: encode each message, remembering why the stream stopped.
+
+
+class _RequestEncoder:
+    """Wraps a request iterator: each message is encoded and size-checked. grpcio turns an
+    exception in a request iterator into a cancelled call, so the exception is kept here and
+    raised instead of grpcio's status."""
+
+    __slots__ = ("error", "info", "it", "route")
+
+    def __init__(self, route: Route, info: CallInfo, requests: Any) -> None:
+        self.route = route
+        self.info = info
+        self.error: BaseException | None = None
+        self.it: Any = requests
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._sync()
+
+    def _sync(self) -> Iterator[Any]:
+        try:
+            for request in self.it:
+                yield encode(self.route, self.info, request)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._async()
+
+    async def _async(self) -> AsyncIterator[Any]:
+        try:
+            if isinstance(self.it, AsyncIterable):
+                async for request in self.it:
+                    yield encode(self.route, self.info, request)
+            else:
+                for request in self.it:
+                    yield encode(self.route, self.info, request)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def _request_failure(requests: _RequestEncoder | None, exc: BaseException) -> BaseException:
+    if requests is not None and requests.error is not None:
+        return requests.error
+    return exc
+
+
+# ------------------------------------------------------------------------------------------
+# Sync shell.
+
+
+class SyncEngine:
+    """Runs calls on a sync grpcio channel (possibly wrapped by interceptors or our chain).
+
+    ``unary_unary(method, request, response_type, *call_options, timeout=..., metadata=...)`` is
+    the codec path used by the Channel; ``call_*`` run a :class:`Route` (used by ``wrap``).
+    """
+
+    __slots__ = ("_codec", "_routes", "channel", "plan")
+
+    def __init__(self, channel: grpc.Channel, plan: CallPlan | None = None) -> None:
+        self.channel = channel
+        self.plan = plan if plan is not None else CallPlan()
+        self._codec = self.plan.codec
+        self._routes: dict[tuple[str, Shape], Route] = {}
+
+    def route(self, method: str, shape: Shape, response_type: Any = None) -> Route:
+        """The cached codec route of ``method`` (created on first use)."""
+        key = (method, shape)
+        route = self._routes.get(key)
+        if route is None or route.response_type is not response_type:
+            route = codec_route(self.channel, method, shape, self._codec, response_type)
+            self._routes[key] = route
+        return route
+
+    # unary-unary ------------------------------------------------------------------------
+
+    def unary_unary(
+        self,
+        method: str,
+        request: Any,
+        response_type: Any,
+        *options: CallOption,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+    ) -> Any:
+        """Call ``method`` with ``request``; returns the decoded response or raises
+        ``grpc.RpcError`` (remote status or local refusal)."""
+        route = self._routes.get((method, Shape.UNARY_UNARY))
+        if route is None or route.response_type is not response_type:
+            route = self.route(method, Shape.UNARY_UNARY, response_type)
+        return self.call_unary(route, request, options, timeout=timeout, metadata=metadata)
+
+    def unary_unary_info(
+        self,
+        method: str,
+        request: Any,
+        response_type: Any,
+        *options: CallOption,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+    ) -> CallInfo:
+        """As :meth:`unary_unary`, but returns the CallInfo (response, code, details, headers,
+        trailers, error) instead of raising for a failed call. A refusal by a ``before`` hook,
+        and a hook's own exception, still raise."""
+        route = self.route(method, Shape.UNARY_UNARY, response_type)
+        info, afters = begin(self.plan, method, options, timeout=timeout, metadata=metadata)
+        self._run_unary(route, request, info, capture=True)
+        hook_error = complete(info, afters)
+        if hook_error is not None:
+            if info.error is not None and info.error.__context__ is None:
+                info.error.__context__ = hook_error
+            raise hook_error
+        return info
+
+    def call_unary(
+        self,
+        route: Route,
+        request: Any,
+        options: Sequence[CallOption],
+        *,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        """Run a unary-unary or stream-unary route; returns the response or raises."""
+        plan = self.plan
+        if (
+            not options
+            and plan.plain
+            and credentials is None
+            and wait_for_ready is None
+            and compression is None
+            and route.shape is Shape.UNARY_UNARY
+            and route.codec is plan.template.codec
+        ):
+            # Fast path: no hooks, no per-call options: no CallInfo.
+            md = _context_pairs()
+            if plan.template.metadata:
+                md = md + plan.template.metadata
+            if metadata:
+                md = md + tuple(metadata)
+            if route.raw and route.serializer is not None and route.deserializer is not None:
+                try:
+                    data = route.serializer(request)
+                except Exception as exc:
+                    failure = _codec_failure("marshal the request", CallInfo(route.method), exc)
+                    raise failure from exc
+                received = route.mc(
+                    data,
+                    timeout=timeout if timeout is not None else plan.template.timeout,
+                    metadata=md or None,
+                    **plan.fast_kwargs,
+                )
+                try:
+                    return route.deserializer(received)
+                except Exception as exc:
+                    raise _codec_failure(
+                        "unmarshal the response", CallInfo(route.method), exc
+                    ) from exc
+            if not route.raw:
+                return route.mc(
+                    request,
+                    timeout=timeout if timeout is not None else plan.template.timeout,
+                    metadata=md or None,
+                    **plan.fast_kwargs,
+                )
+        info, afters = begin(
+            plan,
+            route.method,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+        self._run_unary(route, request, info, capture=bool(afters))
+        return outcome(info, complete(info, afters))
+
+    def _run_unary(self, route: Route, request: Any, info: CallInfo, *, capture: bool) -> None:
+        requests: _RequestEncoder | None = None
+        try:
+            if route.shape is Shape.STREAM_UNARY:
+                requests = _RequestEncoder(route, info, request)
+                data: Any = iter(requests)
+            else:
+                data = encode(route, info, request)
+            info.sent = True
+            if capture:
+                received, call = route.mc.with_call(data, **grpc_kwargs(info))
+                succeeded(info, call.initial_metadata(), call.trailing_metadata())
+            else:
+                received = route.mc(data, **grpc_kwargs(info))
+                succeeded(info, None, None)
+            info.response = decode(route, info, received)
+        except BaseException as exc:
+            failed(info, _request_failure(requests, exc))
+            if info.error is not exc and info.error is not None:
+                # The request iterator failed: keep what the server sent with our error.
+                _adopt_metadata(info, exc)
+
+    # streaming responses -----------------------------------------------------------------
+
+    def call_stream(
+        self,
+        route: Route,
+        request: Any,
+        options: Sequence[CallOption],
+        *,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> SyncResponseStream:
+        """Start a unary-stream or stream-stream route; returns the response iterator."""
+        info, afters = begin(
+            self.plan,
+            route.method,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+        requests: _RequestEncoder | None = None
+        try:
+            if route.shape is Shape.STREAM_STREAM:
+                requests = _RequestEncoder(route, info, request)
+                data: Any = iter(requests)
+            else:
+                data = encode(route, info, request)
+            info.sent = True
+            call = route.mc(data, **grpc_kwargs(info))
+        except BaseException as exc:
+            failed(info, exc)
+            outcome(info, complete(info, afters))
+            raise  # pragma: no cover - outcome always raises here
+        return SyncResponseStream(call, route, info, afters, requests)
+
+
+def _adopt_metadata(info: CallInfo, call_error: BaseException) -> None:
+    for name in ("initial_metadata", "trailing_metadata"):
+        getter = getattr(call_error, name, None)
+        if callable(getter):
+            try:
+                value = _pairs(getter())
+            except Exception:
+                continue
+            if name == "initial_metadata":
+                info.headers = value
+            else:
+                info.trailers = value
+
+
+class SyncResponseStream:
+    """The response iterator of a streaming call: yields decoded messages and runs the call's
+    ``after``/``on_finish`` hooks once when the stream ends (exhausted, failed, cancelled, or
+    dropped unfinished). Other attributes (``initial_metadata()``, ``code()``, ``cancel()`` ...)
+    are the grpcio call's."""
+
+    __slots__ = ("_afters", "_call", "_done", "_info", "_requests", "_route")
+
+    def __init__(
+        self,
+        call: Any,
+        route: Route,
+        info: CallInfo,
+        afters: list[CallOption],
+        requests: _RequestEncoder | None,
+    ) -> None:
+        self._call = call
+        self._route = route
+        self._info = info
+        self._afters = afters
+        self._requests = requests
+        self._done = False
+
+    @property
+    def info(self) -> CallInfo:
+        """The call's CallInfo (outcome fields filled once the stream ended)."""
+        return self._info
+
+    def __iter__(self) -> SyncResponseStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        try:
+            received = next(self._call)
+        except StopIteration:
+            self._finish(None, raise_=True)
+            raise
+        except BaseException as exc:
+            self._finish(exc, raise_=True)
+            raise
+        try:
+            return decode(self._route, self._info, received)
+        except LocalRpcError as exc:
+            self._call.cancel()
+            self._finish(exc, raise_=True)
+            raise
+
+    def _finish(self, exc: BaseException | None, *, raise_: bool) -> None:
+        """Record the outcome and run the hooks once; with ``raise_`` raise what the caller
+        should see (the call's error, else a hook's error)."""
+        if self._done:
+            return
+        self._done = True
+        info = self._info
+        call = self._call
+        requests = self._requests
+        if requests is not None and requests.error is not None:
+            exc = requests.error
+        if exc is None:
+            try:
+                succeeded(info, call.initial_metadata(), call.trailing_metadata())
+            except Exception as read_error:
+                failed(info, read_error)
+        else:
+            failed(info, exc)
+            if exc is not call and not isinstance(exc, grpc.Call):
+                # A local failure (size limit, request iterator): keep what the server sent.
+                _adopt_metadata(info, call)
+        hook_error = complete(info, self._afters)
+        if raise_:
+            outcome(info, hook_error)
+        else:
+            _log_hook_error(info, hook_error)
+
+    def cancel(self) -> bool:
+        """Cancel the call; the hooks run now (code CANCELLED)."""
+        cancelled = bool(self._call.cancel())
+        self._finish(self._call, raise_=False)
+        return cancelled
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_done", True):
+            with contextlib.suppress(Exception):
+                self._call.cancel()
+            self._finish(self._call, raise_=False)
+
+
+# ------------------------------------------------------------------------------------------
+# aio shell.
+
+
+class AsyncEngine:
+    """Runs calls on a ``grpc.aio`` channel; the same steps as :class:`SyncEngine`."""
+
+    __slots__ = ("_codec", "_routes", "channel", "plan")
+
+    def __init__(self, channel: grpc.aio.Channel, plan: CallPlan | None = None) -> None:
+        self.channel = channel
+        self.plan = plan if plan is not None else CallPlan()
+        self._codec = self.plan.codec
+        self._routes: dict[tuple[str, Shape], Route] = {}
+
+    def route(self, method: str, shape: Shape, response_type: Any = None) -> Route:
+        """The cached codec route of ``method`` (created on first use)."""
+        key = (method, shape)
+        route = self._routes.get(key)
+        if route is None or route.response_type is not response_type:
+            route = codec_route(self.channel, method, shape, self._codec, response_type)
+            self._routes[key] = route
+        return route
+
+    async def unary_unary(
+        self,
+        method: str,
+        request: Any,
+        response_type: Any,
+        *options: CallOption,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+    ) -> Any:
+        """Call ``method``; returns the decoded response or raises ``grpc.RpcError``."""
+        route = self._routes.get((method, Shape.UNARY_UNARY))
+        if route is None or route.response_type is not response_type:
+            route = self.route(method, Shape.UNARY_UNARY, response_type)
+        return await self.call_unary(route, request, options, timeout=timeout, metadata=metadata)
+
+    async def unary_unary_info(
+        self,
+        method: str,
+        request: Any,
+        response_type: Any,
+        *options: CallOption,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+    ) -> CallInfo:
+        """As :meth:`SyncEngine.unary_unary_info`."""
+        route = self.route(method, Shape.UNARY_UNARY, response_type)
+        info, afters = begin(self.plan, method, options, timeout=timeout, metadata=metadata)
+        await self._run_unary(route, request, info)
+        hook_error = complete(info, afters)
+        if hook_error is not None:
+            if info.error is not None and info.error.__context__ is None:
+                info.error.__context__ = hook_error
+            raise hook_error
+        return info
+
+    async def call_unary(
+        self,
+        route: Route,
+        request: Any,
+        options: Sequence[CallOption],
+        *,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        """Run a unary-unary or stream-unary route; returns the response or raises."""
+        plan = self.plan
+        if (
+            not options
+            and plan.plain
+            and credentials is None
+            and wait_for_ready is None
+            and compression is None
+            and route.shape is Shape.UNARY_UNARY
+            and route.codec is plan.template.codec
+        ):
+            md = _context_pairs()
+            if plan.template.metadata:
+                md = md + plan.template.metadata
+            if metadata:
+                md = md + tuple(metadata)
+            t = timeout if timeout is not None else plan.template.timeout
+            if route.raw and route.serializer is not None and route.deserializer is not None:
+                try:
+                    data = route.serializer(request)
+                except Exception as exc:
+                    failure = _codec_failure("marshal the request", CallInfo(route.method), exc)
+                    raise failure from exc
+                received = await route.mc(data, timeout=t, metadata=md or None, **plan.fast_kwargs)
+                try:
+                    return route.deserializer(received)
+                except Exception as exc:
+                    raise _codec_failure(
+                        "unmarshal the response", CallInfo(route.method), exc
+                    ) from exc
+            if not route.raw:
+                return await route.mc(request, timeout=t, metadata=md or None, **plan.fast_kwargs)
+        info, afters = begin(
+            plan,
+            route.method,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+        await self._run_unary(route, request, info)
+        return outcome(info, complete(info, afters))
+
+    async def _run_unary(self, route: Route, request: Any, info: CallInfo) -> None:
+        requests: _RequestEncoder | None = None
+        call: Any = None
+        try:
+            if route.shape is Shape.STREAM_UNARY:
+                requests = _RequestEncoder(route, info, request)
+                data: Any = requests
+            else:
+                data = encode(route, info, request)
+            info.sent = True
+            call = route.mc(data, **grpc_kwargs(info))
+            received = await call
+            succeeded(info, await call.initial_metadata(), await call.trailing_metadata())
+            info.response = decode(route, info, received)
+        except BaseException as exc:
+            failed(info, _request_failure(requests, exc))
+            if info.error is not exc and call is not None:
+                await _adopt_aio_metadata(info, call)
+
+    def call_stream(
+        self,
+        route: Route,
+        request: Any,
+        options: Sequence[CallOption],
+        *,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> AsyncResponseStream:
+        """Start a unary-stream or stream-stream route; returns the async response iterator."""
+        info, afters = begin(
+            self.plan,
+            route.method,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+        requests: _RequestEncoder | None = None
+        try:
+            if route.shape is Shape.STREAM_STREAM:
+                requests = _RequestEncoder(route, info, request)
+                data: Any = requests
+            else:
+                data = encode(route, info, request)
+            info.sent = True
+            call = route.mc(data, **grpc_kwargs(info))
+        except BaseException as exc:
+            failed(info, exc)
+            outcome(info, complete(info, afters))
+            raise  # pragma: no cover - outcome always raises here
+        return AsyncResponseStream(call, route, info, afters, requests)
+
+
+async def _adopt_aio_metadata(info: CallInfo, call: Any) -> None:
+    try:
+        info.headers = _pairs(await call.initial_metadata())
+        info.trailers = _pairs(await call.trailing_metadata())
+    except BaseException:
+        pass
+
+
+class AsyncResponseStream:
+    """Async response iterator of a ``grpc.aio`` streaming call; hooks run once when the stream
+    ends (exhausted, failed, cancelled; a stream dropped unfinished is cancelled and its hooks run
+    without headers). Other attributes are the grpcio call's."""
+
+    __slots__ = ("_afters", "_call", "_done", "_info", "_requests", "_route")
+
+    def __init__(
+        self,
+        call: Any,
+        route: Route,
+        info: CallInfo,
+        afters: list[CallOption],
+        requests: _RequestEncoder | None,
+    ) -> None:
+        self._call = call
+        self._route = route
+        self._info = info
+        self._afters = afters
+        self._requests = requests
+        self._done = False
+
+    @property
+    def info(self) -> CallInfo:
+        """The call's CallInfo (outcome fields filled once the stream ended)."""
+        return self._info
+
+    def __aiter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            received = await self._call.read()
+        except BaseException as exc:
+            await self._finish(exc)
+            raise
+        if received is _EOF:
+            await self._finish(None)
+            raise StopAsyncIteration
+        try:
+            return decode(self._route, self._info, received)
+        except LocalRpcError as exc:
+            self._call.cancel()
+            await self._finish(exc)
+            raise
+
+    async def read(self) -> Any:
+        """The next decoded message, or ``_EOF`` at the end (grpc.aio's ``read``)."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            return _EOF
+
+    async def _finish(self, exc: BaseException | None) -> None:
+        """Record the outcome, run the hooks once, raise what the caller should see."""
+        if self._done:
+            return
+        self._done = True
+        info = self._info
+        call = self._call
+        requests = self._requests
+        if requests is not None and requests.error is not None:
+            exc = requests.error
+        if exc is None:
+            try:
+                succeeded(info, await call.initial_metadata(), await call.trailing_metadata())
+            except Exception as read_error:
+                failed(info, read_error)
+        else:
+            failed(info, exc)
+            if not isinstance(exc, grpc.RpcError) or isinstance(exc, LocalRpcError):
+                await _adopt_aio_metadata(info, call)
+        outcome(info, complete(info, self._afters))
+
+    def cancel(self) -> bool:
+        """Cancel the call; the hooks run when the iterator next reads (or when dropped)."""
+        return bool(self._call.cancel())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_done", True):
+            self._done = True
+            with contextlib.suppress(Exception):
+                self._call.cancel()
+            info = self._info
+            info.code = grpc.StatusCode.CANCELLED
+            info.details = "response stream dropped before it ended"
+            info.error = LocalRpcError(info.code, info.details)
+            _log_hook_error(info, complete(info, self._afters))

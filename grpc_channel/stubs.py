@@ -1,0 +1,401 @@
+"""Call options on the generated stubs you already have: ``wrap(stub, *default_call_options)``.
+
+::
+
+    stub = wrap(greeter_pb2_grpc.GreeterStub(channel))
+    md, tr = Metadata(), Metadata()
+    reply = stub.SayHello(request, header(md), trailer(tr), timeout(2))
+
+Each method of the wrapped stub takes the request (or request iterator), then call options
+positionally, then grpcio's keyword arguments (``timeout``, ``metadata``, ``credentials``,
+``wait_for_ready``, ``compression``). All four shapes work, sync and ``grpc.aio``:
+
+- unary-unary / stream-unary return the response (aio: a coroutine to await);
+- unary-stream / stream-stream return an iterator of responses (aio: an async iterator) that also
+  answers grpcio's call methods (``initial_metadata()``, ``cancel()`` ...). The ``after`` hooks and
+  ``on_finish`` run when the stream ends.
+
+``wrap`` accepts a stub instance, or a stub class and a channel: ``wrap(GreeterStub, channel)``.
+How it learns the methods: it builds the stub class once on a recording channel, which notes each
+method's path, shape and (de)serializers; generated code offers no other way to list them.
+
+- From a class and a channel the wrapped methods use raw-bytes multicallables: messages are
+  serialised by the engine, so :func:`~grpc_channel.options.max_call_recv_msg_size` is checked
+  *before* decoding and :func:`~grpc_channel.options.force_codec` /
+  :func:`~grpc_channel.options.call_content_subtype` can change the encoding per call.
+- From an instance the stub's own multicallables are used (the channel is not reachable from a
+  generated stub): the receive limit is checked on the decoded message's ``ByteSize()`` (exact for
+  protobuf, but after decoding), and a per-call codec is refused.
+
+``target=`` (what :func:`~grpc_channel.options.peer` reports; grpcio has no client-side peer) and
+``secure=`` (whether per-RPC credentials that require transport security may be sent; unknown by
+default, which refuses them) describe the channel, since a grpcio channel does not tell.
+
+Typing: ``wrap`` returns the stub's own type, so editors complete the method names and the request
+and response types of stubs generated with type hints (mypy-protobuf / grpc-stubs). Python has no
+way to rewrite each method's signature in a type, so a type checker that knows grpcio's
+multicallable signature flags the extra positional call options; the calls are correct at run time.
+Use ``typing.cast`` or ``# type: ignore[call-arg]`` there, or keep the stub untyped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TypeVar, overload
+
+import grpc
+
+from grpc_channel._engine import (
+    AsyncEngine,
+    AsyncResponseStream,
+    CallPlan,
+    Route,
+    Shape,
+    SyncEngine,
+)
+from grpc_channel.encoding import get_codec
+from grpc_channel.options import DEFAULTS, CallOption, OptionError
+
+__all__ = ["WrappedStub", "stub_methods", "wrap"]
+
+S = TypeVar("S")
+
+
+class _Recorded:
+    __slots__ = ("deserializer", "method", "serializer", "shape")
+
+    def __init__(self, shape: Shape, method: str, serializer: Any, deserializer: Any) -> None:
+        self.shape = shape
+        self.method = method
+        self.serializer = serializer
+        self.deserializer = deserializer
+
+
+class _RecordingChannel:
+    """Stands in for a channel while a stub class is built; records each multicallable asked for."""
+
+    def _record(self, shape: Shape, method: Any, kwargs: dict[str, Any]) -> _Recorded:
+        path = method.decode() if isinstance(method, bytes) else str(method)
+        return _Recorded(
+            shape, path, kwargs.get("request_serializer"), kwargs.get("response_deserializer")
+        )
+
+    def unary_unary(self, method: Any, *args: Any, **kwargs: Any) -> _Recorded:
+        return self._record(Shape.UNARY_UNARY, method, _named(args, kwargs))
+
+    def unary_stream(self, method: Any, *args: Any, **kwargs: Any) -> _Recorded:
+        return self._record(Shape.UNARY_STREAM, method, _named(args, kwargs))
+
+    def stream_unary(self, method: Any, *args: Any, **kwargs: Any) -> _Recorded:
+        return self._record(Shape.STREAM_UNARY, method, _named(args, kwargs))
+
+    def stream_stream(self, method: Any, *args: Any, **kwargs: Any) -> _Recorded:
+        return self._record(Shape.STREAM_STREAM, method, _named(args, kwargs))
+
+
+def _named(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    # grpcio's factories take (method, request_serializer, response_deserializer, ...).
+    named = dict(kwargs)
+    if args:
+        named.setdefault("request_serializer", args[0])
+    if len(args) > 1:
+        named.setdefault("response_deserializer", args[1])
+    return named
+
+
+def stub_methods(stub_class: type) -> dict[str, tuple[Shape, str, Any, Any]]:
+    """Attribute name → (shape, method path, request serializer, response deserializer) of a
+    generated stub class, found by building it on a recording channel.
+
+    Raises:
+        OptionError: the class cannot be built from a channel, or defines no methods.
+    """
+    try:
+        recorded = stub_class(_RecordingChannel())
+    except Exception as exc:
+        raise OptionError(
+            f"wrap: cannot build {stub_class.__name__} from a channel "
+            f"({type(exc).__name__}: {exc}); pass a generated stub or stub class"
+        ) from exc
+    found = {
+        name: (value.shape, value.method, value.serializer, value.deserializer)
+        for name, value in vars(recorded).items()
+        if isinstance(value, _Recorded)
+    }
+    if not found:
+        raise OptionError(
+            f"wrap: {stub_class.__name__} creates no multicallables from its channel; pass a "
+            "generated stub or stub class"
+        )
+    return found
+
+
+def _response_type(deserializer: Any) -> Any:
+    # Generated code passes ``Reply.FromString``, a classmethod bound to the message class.
+    owner = getattr(deserializer, "__self__", None)
+    return owner if isinstance(owner, type) else None
+
+
+_AIO_MULTICALLABLES: tuple[type, ...] = (
+    grpc.aio.UnaryUnaryMultiCallable,
+    grpc.aio.UnaryStreamMultiCallable,
+    grpc.aio.StreamUnaryMultiCallable,
+    grpc.aio.StreamStreamMultiCallable,
+)
+
+
+class _SyncMethod:
+    """One method of a wrapped sync stub."""
+
+    __slots__ = ("_engine", "_route")
+
+    def __init__(self, engine: SyncEngine, route: Route) -> None:
+        self._engine = engine
+        self._route = route
+
+    def __call__(
+        self,
+        request: Any,
+        *options: CallOption,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        route = self._route
+        if route.shape is Shape.UNARY_UNARY or route.shape is Shape.STREAM_UNARY:
+            return self._engine.call_unary(
+                route,
+                request,
+                options,
+                timeout=timeout,
+                metadata=metadata,
+                credentials=credentials,
+                wait_for_ready=wait_for_ready,
+                compression=compression,
+            )
+        return self._engine.call_stream(
+            route,
+            request,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+
+    def __repr__(self) -> str:
+        return f"<wrapped {self._route.shape.value} {self._route.method}>"
+
+
+class _AsyncMethod:
+    """One method of a wrapped ``grpc.aio`` stub."""
+
+    __slots__ = ("_engine", "_route")
+
+    def __init__(self, engine: AsyncEngine, route: Route) -> None:
+        self._engine = engine
+        self._route = route
+
+    def __call__(
+        self,
+        request: Any,
+        *options: CallOption,
+        timeout: float | None = None,
+        metadata: Iterable[tuple[str, str | bytes]] | None = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        route = self._route
+        if route.shape is Shape.UNARY_UNARY or route.shape is Shape.STREAM_UNARY:
+            return self._engine.call_unary(
+                route,
+                request,
+                options,
+                timeout=timeout,
+                metadata=metadata,
+                credentials=credentials,
+                wait_for_ready=wait_for_ready,
+                compression=compression,
+            )
+        stream: AsyncResponseStream = self._engine.call_stream(
+            route,
+            request,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+        )
+        return stream
+
+    def __repr__(self) -> str:
+        return f"<wrapped aio {self._route.shape.value} {self._route.method}>"
+
+
+class WrappedStub:
+    """What :func:`wrap` returns: the stub's methods, taking call options after the request.
+
+    ``default_call_options`` and ``stub_class`` are kept for inspection; wrapping a wrapped stub
+    again adds default options after the existing ones.
+    """
+
+    def __init__(
+        self,
+        stub_class: type,
+        methods: dict[str, _SyncMethod | _AsyncMethod],
+        default_call_options: tuple[CallOption, ...],
+        rewrap: Any,
+    ) -> None:
+        self.stub_class = stub_class
+        self.default_call_options = default_call_options
+        self._rewrap = rewrap
+        for name, method in methods.items():
+            setattr(self, name, method)
+
+    def __repr__(self) -> str:
+        return f"<wrapped {self.stub_class.__name__}>"
+
+
+def _plan(options: tuple[CallOption, ...], target: str, secure: bool | None) -> CallPlan:
+    for opt in options:
+        if not isinstance(opt, CallOption):
+            raise OptionError(
+                f"wrap: got {type(opt).__name__} as a default call option; pass CallOption objects"
+            )
+    return CallPlan(options, codec=get_codec(DEFAULTS.codec), target=target, secure=secure)
+
+
+def _build(
+    stub_class: type,
+    channel: Any,
+    instance: Any,
+    options: tuple[CallOption, ...],
+    target: str,
+    secure: bool | None,
+    aio: bool | None,
+) -> WrappedStub:
+    found = stub_methods(stub_class)
+    # Generated serializers are protobuf's: the codec a route's own (de)serializers implement.
+    proto = get_codec(DEFAULTS.codec)
+    if aio is None:
+        if channel is not None:
+            aio = isinstance(channel, grpc.aio.Channel)
+        else:
+            aio = any(
+                isinstance(getattr(instance, name, None), _AIO_MULTICALLABLES) for name in found
+            )
+    plan = _plan(options, target, secure)
+    engine: SyncEngine | AsyncEngine = (
+        AsyncEngine(channel, plan) if aio else SyncEngine(channel, plan)
+    )
+    methods: dict[str, _SyncMethod | _AsyncMethod] = {}
+    for name, (shape, path, serializer, deserializer) in found.items():
+        if channel is not None:
+            route = Route(
+                path,
+                shape,
+                getattr(channel, shape.value)(path),
+                raw=True,
+                serializer=serializer,
+                deserializer=deserializer,
+                codec=proto,
+                response_type=_response_type(deserializer),
+            )
+        else:
+            route = Route(
+                path,
+                shape,
+                getattr(instance, name),
+                raw=False,
+                serializer=serializer,
+                deserializer=None,
+                codec=proto,
+                response_type=_response_type(deserializer),
+            )
+        if isinstance(engine, AsyncEngine):
+            methods[name] = _AsyncMethod(engine, route)
+        else:
+            methods[name] = _SyncMethod(engine, route)
+
+    def rewrap(more: tuple[CallOption, ...]) -> WrappedStub:
+        return _build(stub_class, channel, instance, options + more, target, secure, aio)
+
+    return WrappedStub(stub_class, methods, options, rewrap)
+
+
+@overload
+def wrap(
+    stub: type[S],
+    channel: grpc.Channel | grpc.aio.Channel,
+    /,
+    *default_call_options: CallOption,
+    target: str = "",
+    secure: bool | None = None,
+    aio: bool | None = None,
+) -> S: ...
+
+
+@overload
+def wrap(
+    stub: S,
+    /,
+    *default_call_options: CallOption,
+    target: str = "",
+    secure: bool | None = None,
+    aio: bool | None = None,
+) -> S: ...
+
+
+def wrap(
+    stub: Any,
+    /,
+    *args: Any,
+    target: str = "",
+    secure: bool | None = None,
+    aio: bool | None = None,
+) -> Any:
+    """Return ``stub`` with methods that take call options after the request.
+
+    ``wrap(stub_instance, *default_call_options)`` or ``wrap(StubClass, channel,
+    *default_call_options)``. The default options apply to every call before the call's own.
+    ``target`` is what :func:`~grpc_channel.options.peer` reports; ``secure`` tells whether the
+    channel is secure (``None``: unknown; per-RPC credentials that require transport security are
+    then refused); ``aio`` forces sync (``False``) or aio (``True``) when it cannot be told from
+    the channel or stub.
+
+    Raises:
+        OptionError: not a stub (or stub class and channel), or a default option is not a
+            CallOption.
+    """
+    if not isinstance(target, str):
+        raise OptionError(f"wrap: got target={target!r}; pass the dialled target as a string")
+    if secure is not None and not isinstance(secure, bool):
+        raise OptionError(f"wrap: got secure={secure!r}; pass True, False or None")
+    if isinstance(stub, WrappedStub):
+        more = tuple(args)
+        _plan(more, target, secure)
+        rebuilt: WrappedStub = stub._rewrap(more)
+        return rebuilt
+    if isinstance(stub, type):
+        if not args or isinstance(args[0], CallOption):
+            raise OptionError(
+                f"wrap: {stub.__name__} is a class; pass a channel after it: "
+                f"wrap({stub.__name__}, channel, *call_options)"
+            )
+        channel, options = args[0], tuple(args[1:])
+        if not hasattr(channel, "unary_unary"):
+            raise OptionError(
+                f"wrap: got {type(channel).__name__} as the channel; pass a grpc.Channel or "
+                "grpc.aio.Channel"
+            )
+        return _build(stub, channel, None, options, target, secure, aio)
+    if stub is None or isinstance(stub, grpc.Channel | grpc.aio.Channel):
+        raise OptionError(
+            f"wrap: got {type(stub).__name__}; pass a generated stub, or a stub class and a channel"
+        )
+    return _build(type(stub), None, stub, tuple(args), target, secure, aio)
