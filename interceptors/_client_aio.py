@@ -1,0 +1,1056 @@
+"""aio client adapters: the channel wrapper (``Chain.wrap_aio``) and grpc.aio client interceptors.
+
+The wrapper's multicallables return call objects that behave like grpc.aio's: awaitable (unary
+response) or async-iterable with ``read()`` (streaming response), ``write()``/``done_writing()`` for
+request streams fed by hand, and ``initial_metadata()``, ``trailing_metadata()``, ``code()``,
+``details()``, ``cancel()``, ``done()``, ``add_done_callback()``. One difference: grpc.aio starts
+a call when it is created; these start it when first awaited, iterated, read, written or asked
+for metadata, because the chain's async steps (waiting for a concurrency slot) need a coroutine.
+
+Locally refused calls raise :class:`~interceptors._errors.LocalRpcError` from the wrapper; the
+interceptor raises ``grpc.aio.AioRpcError`` instead, because grpc.aio's intercepted call objects
+only know how to report that type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+
+from . import _grpc_types as _t
+from ._errors import LocalRpcError
+from ._policy import CallShape
+from ._run import (
+    CANCELLED,
+    DEADLINE_EXCEEDED,
+    END,
+    NOTHING,
+    OK,
+    UNKNOWN,
+    Deferred,
+    Invocation,
+    Level,
+    monotonic,
+    record_error,
+    remaining,
+)
+
+if TYPE_CHECKING:
+    from ._chain import Chain
+
+UU = CallShape.UNARY_UNARY
+US = CallShape.UNARY_STREAM
+SU = CallShape.STREAM_UNARY
+SS = CallShape.STREAM_STREAM
+EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+class AsyncReplay:
+    """Keeps request messages (from a sync or async iterable) so a retry can send them again."""
+
+    __slots__ = ("_buffer", "_exhausted", "_iter", "_lock", "_source")
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self._iter: Any = None
+        self._buffer: list[Any] = []
+        self._exhausted = False
+        self._lock: asyncio.Lock | None = None
+
+    async def _pull(self) -> Any:
+        if self._iter is None:
+            src = self._source
+            self._iter = src.__aiter__() if hasattr(src, "__aiter__") else iter(src)
+        it = self._iter
+        if hasattr(it, "__anext__"):
+            return await it.__anext__()
+        try:
+            return next(it)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+    async def fresh(self) -> AsyncIterator[Any]:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        i = 0
+        while True:
+            async with self._lock:
+                if i < len(self._buffer):
+                    item = self._buffer[i]
+                elif self._exhausted:
+                    return
+                else:
+                    try:
+                        item = await self._pull()
+                    except StopAsyncIteration:
+                        self._exhausted = True
+                        return
+                    self._buffer.append(item)
+            i += 1
+            yield item
+
+
+def _request_of(inv: Invocation) -> Any:
+    request = inv.request
+    return request.fresh() if isinstance(request, AsyncReplay) else request
+
+
+def _metadata_of(inv: Invocation) -> Any:
+    md = inv.metadata
+    return grpc.aio.Metadata(*md) if md else None
+
+
+def _as_metadata(pairs: Any) -> grpc.aio.Metadata:
+    if isinstance(pairs, grpc.aio.Metadata):
+        return pairs
+    return grpc.aio.Metadata(*pairs) if pairs else grpc.aio.Metadata()
+
+
+def _signal_ready(inv: Invocation) -> None:
+    ready = inv.ready
+    if ready is not None and not ready.done():
+        ready.set_result(None)
+
+
+async def prefetch(inv: Invocation, rcall: Any) -> None:
+    """Read the first response message (retry: an error before it means nothing was delivered)."""
+    first = await rcall.read()
+    inv.first = END if first is EOF else first
+
+
+# ---------------------------------------------------------------------------------------------
+# Call objects of the channel wrapper
+
+
+class _UnaryCallBase:
+    """State machine of a unary-response call: not started → running → settled."""
+
+    def __init__(self, level: Level, inv: Invocation, direct: Any = None) -> None:
+        self._level = level
+        self._inv = inv
+        # The multicallable, when the chain has one level (no retry): __await__ then runs the
+        # level and the wire itself instead of through two more coroutines.
+        self._direct = direct
+        self._state = 0
+        self._runner: asyncio.Task[Any] | None = None
+        self._result: Any = None
+        self._exc: BaseException | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._callbacks: list[Callable[[Any], None]] | None = None
+
+    async def _run(self) -> Any:
+        self._state = 1
+        self._runner = asyncio.current_task()
+        try:
+            result = await self._level.run_async(self._inv)
+        except BaseException as exc:
+            self._exc = exc
+            raise
+        else:
+            self._result = result
+            return result
+        finally:
+            self._state = 2
+            self._runner = None
+            if self._waiters or self._callbacks or self._inv.ready is not None:
+                self._settled()
+
+    def _settled(self) -> None:
+        ready = self._inv.ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+        callbacks = self._callbacks
+        if callbacks:
+            self._callbacks = None
+            for cb in callbacks:
+                cb(self)
+
+    def _start_task(self) -> None:
+        if self._state == 0:
+            task = asyncio.ensure_future(self._run())
+            # Consume the task's exception: the awaiter gets it through _outcome().
+            task.add_done_callback(_swallow)
+            self._state = 1
+
+    async def _settle(self) -> None:
+        if self._state == 2:
+            return
+        self._start_task()
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+
+    async def _outcome(self) -> Any:
+        await self._settle()
+        if self._exc is not None:
+            raise self._exc
+        return self._result
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._state != 0:
+            return (yield from self._outcome().__await__())
+        # The common case, inlined (one coroutine fewer than awaiting _run()).
+        self._state = 1
+        self._runner = asyncio.current_task()
+        try:
+            if self._direct is None:
+                result = yield from self._level.run_async(self._inv).__await__()
+            else:
+                result = yield from self._run_direct()
+        except BaseException as exc:
+            self._exc = exc
+            raise
+        else:
+            self._result = result
+            return result
+        finally:
+            self._state = 2
+            self._runner = None
+            if self._waiters or self._callbacks or self._inv.ready is not None:
+                self._settled()
+
+    def _run_direct(self) -> Generator[Any, None, Any]:
+        """Level.run_async and the multicallable's wire as one generator (same semantics)."""
+        inv = self._inv
+        level = self._level
+        mc = self._direct
+        n = 0
+        try:
+            for try_acquire, acquire, start in level.enter_async:
+                if acquire is not None and (try_acquire is None or not try_acquire(inv)):
+                    yield from acquire(inv).__await__()
+                if start is not None:
+                    start(inv)
+                n += 1
+            deadline = inv.deadline
+            if deadline is None:
+                timeout = None
+            else:
+                timeout = deadline - monotonic()
+                if timeout <= 0:
+                    raise LocalRpcError(
+                        DEADLINE_EXCEEDED, "Deadline Exceeded (before the call was sent)"
+                    )
+            md = inv.metadata
+            rcall = mc._inner(
+                inv.request,
+                timeout=timeout,
+                metadata=tuple(md) if md else None,
+                credentials=inv.credentials,
+                wait_for_ready=inv.wait_for_ready,
+                compression=inv.compression,
+            )
+            inv.rcall = rcall
+            if inv.ready is not None:
+                _signal_ready(inv)
+            response = yield from rcall.__await__()
+            inv.code = OK
+            if mc._wants:
+                inv.initial_metadata = tuple((yield from rcall.initial_metadata().__await__()))
+                inv.trailing_metadata = tuple((yield from rcall.trailing_metadata().__await__()))
+        except BaseException as exc:
+            record_error(inv, exc)
+            level.finish_quiet(inv, n)
+            raise
+        level.finish(inv, n)
+        return response
+
+    # -- writer API (request streams without an iterator)
+    async def _rcall_for_writing(self) -> Any:
+        inv = self._inv
+        if inv.rcall is None and self._state != 2:
+            if inv.ready is None:
+                inv.ready = asyncio.get_running_loop().create_future()
+            self._start_task()
+            await inv.ready
+        if inv.rcall is None:
+            if self._exc is not None:
+                raise self._exc
+            raise LocalRpcError(UNKNOWN, "the call ended before it could be written to")
+        return inv.rcall
+
+    async def write(self, request: Any) -> None:
+        await (await self._rcall_for_writing()).write(request)
+
+    async def done_writing(self) -> None:
+        await (await self._rcall_for_writing()).done_writing()
+
+    # -- grpc.aio.Call
+    def cancelled(self) -> bool:
+        return self._state == 2 and self._inv.code is CANCELLED
+
+    def done(self) -> bool:
+        return self._state == 2
+
+    def time_remaining(self) -> float | None:
+        deadline = self._inv.deadline
+        return None if deadline is None else max(0.0, deadline - monotonic())
+
+    def cancel(self) -> bool:
+        if self._state == 2:
+            return False
+        rcall = self._inv.rcall
+        if rcall is not None:
+            return bool(rcall.cancel())
+        runner = self._runner
+        if runner is not None:
+            return runner.cancel()
+        # Never started: nothing entered, nothing to finish.
+        self._exc = asyncio.CancelledError()
+        self._inv.code = CANCELLED
+        self._inv.details = "Locally cancelled by application"
+        self._state = 2
+        self._settled()
+        return True
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        if self._state == 2:
+            callback(self)
+            return
+        if self._callbacks is None:
+            self._callbacks = []
+        self._callbacks.append(callback)
+
+    async def initial_metadata(self) -> grpc.aio.Metadata:
+        await self._settle()
+        rcall = self._inv.rcall
+        if rcall is not None:
+            md: grpc.aio.Metadata = await rcall.initial_metadata()
+            return md
+        return _as_metadata(self._inv.initial_metadata)
+
+    async def trailing_metadata(self) -> grpc.aio.Metadata:
+        await self._settle()
+        rcall = self._inv.rcall
+        if rcall is not None:
+            md: grpc.aio.Metadata = await rcall.trailing_metadata()
+            return md
+        return _as_metadata(self._inv.trailing_metadata)
+
+    async def code(self) -> grpc.StatusCode:
+        await self._settle()
+        return self._inv.code or UNKNOWN
+
+    async def details(self) -> str:
+        await self._settle()
+        return self._inv.details
+
+    async def wait_for_connection(self) -> None:
+        rcall = self._inv.rcall
+        if rcall is None:
+            await self._settle()
+            rcall = self._inv.rcall
+        if rcall is not None and not rcall.done():
+            await rcall.wait_for_connection()
+
+
+def _swallow(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class AioUnaryUnaryCall(_UnaryCallBase, _t.AioUnaryUnaryCallBase):
+    pass
+
+
+class AioStreamUnaryCall(_UnaryCallBase, _t.AioStreamUnaryCallBase):
+    pass
+
+
+class _StreamCallBase:
+    """A response stream run through the chain; finish hooks run when it ends."""
+
+    def __init__(self, level: Level, inv: Invocation, wants: bool) -> None:
+        self._level = level
+        self._inv = inv
+        self._deferred = Deferred(inv, wants)
+        self._rcall: Any = None
+        self._first: Any = NOTHING
+        self._error: BaseException | None = None
+        self._started = False
+        self._starting: asyncio.Future[None] | None = None
+
+    async def _ensure(self) -> None:
+        if self._started:
+            return
+        starting = self._starting
+        if starting is not None:
+            await asyncio.shield(starting)
+            return
+        self._starting = starting = asyncio.get_running_loop().create_future()
+        deferred = self._deferred
+        try:
+            rcall = await self._level.run_async(self._inv)
+        except BaseException as exc:
+            self._error = exc
+            deferred.done = True  # the level finished what it entered
+            if not isinstance(exc, grpc.RpcError):
+                raise
+        else:
+            self._rcall = rcall
+            self._first = self._inv.first
+            self._inv.first = NOTHING
+            deferred.watch(rcall)
+            rcall.add_done_callback(deferred.on_aio_done)
+        finally:
+            self._started = True
+            starting.set_result(None)
+
+    async def _complete_ok(self) -> None:
+        deferred = self._deferred
+        if deferred.done:
+            return
+        if deferred.wants:
+            rcall = self._rcall
+            deferred.complete_ok(await rcall.initial_metadata(), await rcall.trailing_metadata())
+        else:
+            deferred.complete_ok()
+
+    async def read(self) -> Any:
+        if not self._started:
+            await self._ensure()
+        if self._error is not None:
+            raise self._error
+        first = self._first
+        if first is not NOTHING:
+            self._first = NOTHING
+            if first is END:
+                await self._complete_ok()
+                return EOF
+            return first
+        rcall = self._rcall
+        try:
+            msg = await rcall.read()
+        except grpc.RpcError as exc:
+            self._deferred.complete_error(exc)
+            raise
+        except asyncio.CancelledError:
+            rcall.cancel()
+            self._deferred.complete_cancelled("Cancelled")
+            raise
+        if msg is EOF:
+            await self._complete_ok()
+        return msg
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        while True:
+            msg = await self.read()
+            if msg is EOF:
+                return
+            yield msg
+
+    async def write(self, request: Any) -> None:
+        await self._ensure()
+        if self._error is not None:
+            raise self._error
+        await self._rcall.write(request)
+
+    async def done_writing(self) -> None:
+        await self._ensure()
+        if self._error is not None:
+            raise self._error
+        await self._rcall.done_writing()
+
+    def __del__(self) -> None:
+        deferred = getattr(self, "_deferred", None)
+        if deferred is None or deferred.done:
+            return
+        rcall = self._rcall
+        if rcall is not None:
+            rcall.cancel()
+        deferred.complete_cancelled("Cancelled upon garbage collection")
+
+    # -- grpc.aio.Call
+    def cancelled(self) -> bool:
+        if self._rcall is not None:
+            return bool(self._rcall.cancelled())
+        return isinstance(self._error, asyncio.CancelledError)
+
+    def done(self) -> bool:
+        if self._rcall is not None:
+            return bool(self._rcall.done())
+        return self._error is not None
+
+    def time_remaining(self) -> float | None:
+        deadline = self._inv.deadline
+        return None if deadline is None else max(0.0, deadline - monotonic())
+
+    def cancel(self) -> bool:
+        rcall = self._rcall
+        if rcall is not None:
+            cancelled = bool(rcall.cancel())
+            if cancelled:
+                self._deferred.complete_cancelled("Locally cancelled by application")
+            return cancelled
+        if self._started or self._starting is not None:
+            return False
+        self._error = asyncio.CancelledError()
+        self._started = True
+        self._deferred.done = True
+        return True
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        if self._rcall is not None:
+            self._rcall.add_done_callback(lambda _c: callback(self))
+        else:
+            callback(self)
+
+    async def initial_metadata(self) -> grpc.aio.Metadata:
+        await self._ensure()
+        if self._rcall is None:
+            return _as_metadata(self._inv.initial_metadata)
+        md: grpc.aio.Metadata = await self._rcall.initial_metadata()
+        return md
+
+    async def trailing_metadata(self) -> grpc.aio.Metadata:
+        await self._ensure()
+        if self._rcall is None:
+            return _as_metadata(self._inv.trailing_metadata)
+        md: grpc.aio.Metadata = await self._rcall.trailing_metadata()
+        return md
+
+    async def code(self) -> grpc.StatusCode:
+        await self._ensure()
+        if self._rcall is None:
+            return self._inv.code or CANCELLED
+        code: grpc.StatusCode = await self._rcall.code()
+        return code
+
+    async def details(self) -> str:
+        await self._ensure()
+        if self._rcall is None:
+            return self._inv.details
+        details: str = await self._rcall.details()
+        return details
+
+    async def wait_for_connection(self) -> None:
+        await self._ensure()
+        if self._rcall is not None:
+            await self._rcall.wait_for_connection()
+
+
+class AioUnaryStreamCall(_StreamCallBase, _t.AioUnaryStreamCallBase):
+    pass
+
+
+class AioStreamStreamCall(_StreamCallBase, _t.AioStreamStreamCallBase):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Multicallables and the channel wrapper
+
+
+class _AioMultiCallable:
+    __slots__ = ("_around", "_inner", "_level", "_method", "_shape", "_wants", "_wire")
+
+    def __init__(self, chain: Chain, inner: Any, method: str, shape: CallShape) -> None:
+        self._inner = inner
+        self._method = method
+        self._shape = shape
+        self._level = chain.levels[0]
+        self._wants = chain.wants_response_metadata
+        self._around = chain.has_around
+        self._wire = self._stream_wire if shape.response_streaming else self._unary_wire
+
+    def _invocation(
+        self,
+        request: Any,
+        timeout: float | None,
+        metadata: Any,
+        credentials: Any,
+        wait_for_ready: bool | None,
+        compression: Any,
+    ) -> Invocation:
+        replayable = True
+        if self._shape.request_streaming:
+            if request is None:
+                replayable = False  # fed by write(): nothing to send again
+            elif self._around:
+                request = AsyncReplay(request)
+        inv = Invocation(
+            self._method,
+            self._shape,
+            list(metadata) if metadata else [],
+            timeout,
+            request,
+            credentials,
+            wait_for_ready,
+            compression,
+            self._wire,
+        )
+        inv.replayable = replayable
+        return inv
+
+    def _open(self, inv: Invocation) -> Any:
+        return self._inner(
+            _request_of(inv),
+            timeout=remaining(inv),
+            metadata=_metadata_of(inv),
+            credentials=inv.credentials,
+            wait_for_ready=inv.wait_for_ready,
+            compression=inv.compression,
+        )
+
+    async def _unary_wire(self, inv: Invocation) -> Any:
+        # _open() inlined (with remaining() and _metadata_of()): this runs on every call.
+        deadline = inv.deadline
+        if deadline is None:
+            timeout = None
+        else:
+            timeout = deadline - monotonic()
+            if timeout <= 0:
+                raise LocalRpcError(
+                    DEADLINE_EXCEEDED, "Deadline Exceeded (before the call was sent)"
+                )
+        request = inv.request
+        if isinstance(request, AsyncReplay):
+            request = request.fresh()
+        md = inv.metadata
+        rcall = self._inner(
+            request,
+            timeout=timeout,
+            metadata=tuple(md) if md else None,
+            credentials=inv.credentials,
+            wait_for_ready=inv.wait_for_ready,
+            compression=inv.compression,
+        )
+        inv.rcall = rcall
+        if inv.ready is not None:
+            _signal_ready(inv)
+        response = await rcall
+        inv.code = OK
+        if self._wants:
+            inv.initial_metadata = tuple(await rcall.initial_metadata())
+            inv.trailing_metadata = tuple(await rcall.trailing_metadata())
+        return response
+
+    async def _stream_wire(self, inv: Invocation) -> Any:
+        rcall = self._open(inv)
+        if self._around and inv.replayable:
+            await prefetch(inv, rcall)
+        inv.owe = []
+        return rcall
+
+
+class AioUnaryUnaryMultiCallable(_AioMultiCallable, _t.AioUnaryUnaryMultiCallableBase):
+    __slots__ = ()
+
+    def __call__(  # type: ignore[override]  # grpc.aio: keyword-only
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> AioUnaryUnaryCall:
+        inv = Invocation(
+            self._method,
+            UU,
+            list(metadata) if metadata else [],
+            timeout,
+            request,
+            credentials,
+            wait_for_ready,
+            compression,
+            self._wire,
+        )
+        return AioUnaryUnaryCall(self._level, inv, None if self._around else self)
+
+
+class AioStreamUnaryMultiCallable(_AioMultiCallable, _t.AioStreamUnaryMultiCallableBase):
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request_iterator: Any = None,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> AioStreamUnaryCall:
+        inv = self._invocation(
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+        return AioStreamUnaryCall(self._level, inv, None if self._around else self)
+
+
+class AioUnaryStreamMultiCallable(_AioMultiCallable, _t.AioUnaryStreamMultiCallableBase):
+    __slots__ = ()
+
+    def __call__(  # type: ignore[override]  # grpc.aio: keyword-only
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> AioUnaryStreamCall:
+        inv = self._invocation(request, timeout, metadata, credentials, wait_for_ready, compression)
+        return AioUnaryStreamCall(self._level, inv, self._wants)
+
+
+class AioStreamStreamMultiCallable(_AioMultiCallable, _t.AioStreamStreamMultiCallableBase):
+    __slots__ = ()
+
+    def __call__(
+        self,
+        request_iterator: Any = None,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> AioStreamStreamCall:
+        inv = self._invocation(
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+        return AioStreamStreamCall(self._level, inv, self._wants)
+
+
+_CACHE_LIMIT = 4096
+
+
+class WrappedAioChannel(grpc.aio.Channel):
+    """A ``grpc.aio.Channel`` whose multicallables run a chain around the wrapped channel's own,
+    cached per (method, serializer, deserializer). Closing closes the wrapped channel."""
+
+    def __init__(self, channel: grpc.aio.Channel, chain: Chain) -> None:
+        self._channel = channel
+        self._chain = chain
+        self._cache: dict[tuple[Any, ...], Any] = {}
+
+    @property
+    def wrapped(self) -> grpc.aio.Channel:
+        """The channel underneath."""
+        return self._channel
+
+    @property
+    def chain(self) -> Chain:
+        """The chain this channel runs."""
+        return self._chain
+
+    def _get(
+        self,
+        kind: str,
+        cls: Any,
+        shape: CallShape,
+        method: str,
+        request_serializer: Any,
+        response_deserializer: Any,
+        registered: Any,
+    ) -> Any:
+        key = (kind, method, request_serializer, response_deserializer)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        factory = getattr(self._channel, kind)
+        if registered:
+            inner = factory(
+                method, request_serializer, response_deserializer, _registered_method=registered
+            )
+        else:
+            inner = factory(method, request_serializer, response_deserializer)
+        made = cls(self._chain, inner, method, shape)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = made
+        return made
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            "unary_unary",
+            AioUnaryUnaryMultiCallable,
+            UU,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            "unary_stream",
+            AioUnaryStreamMultiCallable,
+            US,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            "stream_unary",
+            AioStreamUnaryMultiCallable,
+            SU,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            "stream_stream",
+            AioStreamStreamMultiCallable,
+            SS,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+
+    async def __aenter__(self) -> WrappedAioChannel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._channel.close(None)
+
+    async def close(self, grace: float | None = None) -> None:
+        await self._channel.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        return self._channel.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        await self._channel.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        await self._channel.channel_ready()
+
+
+# ---------------------------------------------------------------------------------------------
+# grpc.aio client interceptor
+
+
+def _aio_error(exc: LocalRpcError) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(
+        exc.code(),
+        _as_metadata(exc.initial_metadata()),
+        _as_metadata(exc.trailing_metadata()),
+        exc.details(),
+        None,
+    )
+
+
+class AioClientInterceptor:
+    """The whole chain as grpc.aio client interceptors.
+
+    grpc.aio files each interceptor object under the *first* of the four interceptor classes it
+    is an instance of, so one object cannot serve all shapes: :meth:`Chain.aio_client_interceptors`
+    returns four, one per shape (:class:`AioUnaryUnaryInterceptor` and friends), sharing the chain.
+    """
+
+    def __init__(self, chain: Chain) -> None:
+        self._level = chain.levels[0]
+        self._wants = chain.wants_response_metadata
+        self._around = chain.has_around
+        self._finishes = chain.has_client_finish
+        self._unary_wire = self._wire_unary
+        self._stream_wire = self._wire_stream
+
+    def _invocation(
+        self, details: Any, shape: CallShape, request: Any, continuation: Any, wire: Any
+    ) -> Invocation:
+        if self._around and shape.request_streaming:
+            request = AsyncReplay(request)
+        method = details.method
+        if isinstance(method, bytes):
+            method = method.decode()
+        md = details.metadata
+        inv = Invocation(
+            method,
+            shape,
+            list(md) if md else [],
+            details.timeout,
+            request,
+            details.credentials,
+            details.wait_for_ready,
+            None,
+            wire,
+        )
+        inv.cont = continuation
+        return inv
+
+    @staticmethod
+    def _details(inv: Invocation) -> grpc.aio.ClientCallDetails:
+        return grpc.aio.ClientCallDetails(
+            inv.method.encode(),  # type: ignore[arg-type]  # grpc.aio's core wants bytes here
+            remaining(inv),
+            grpc.aio.Metadata(*inv.metadata),  # grpc.aio's calls need a Metadata, never None
+            inv.credentials,
+            inv.wait_for_ready,
+        )
+
+    async def _wire_unary(self, inv: Invocation) -> Any:
+        rcall = await inv.cont(self._details(inv), _request_of(inv))
+        inv.rcall = rcall
+        response = await rcall
+        inv.code = OK
+        if self._wants:
+            inv.initial_metadata = tuple(await rcall.initial_metadata())
+            inv.trailing_metadata = tuple(await rcall.trailing_metadata())
+        return response
+
+    async def _wire_stream(self, inv: Invocation) -> Any:
+        rcall = await inv.cont(self._details(inv), _request_of(inv))
+        if self._around:
+            await prefetch(inv, rcall)
+        inv.owe = []
+        return rcall
+
+    async def _unary(self, inv: Invocation) -> Any:
+        try:
+            await self._level.run_async(inv)
+        except LocalRpcError as exc:
+            raise _aio_error(exc) from None
+        return inv.rcall
+
+    async def _stream(self, inv: Invocation) -> Any:
+        try:
+            rcall = await self._level.run_async(inv)
+        except LocalRpcError as exc:
+            raise _aio_error(exc) from None
+        first = inv.first
+        inv.first = NOTHING
+        if not self._finishes and first is NOTHING:
+            return rcall  # nothing to run at the end: hand grpc its own call back
+        deferred = Deferred(inv, self._wants)
+        deferred.watch(rcall)
+        rcall.add_done_callback(deferred.on_aio_done)
+        return _responses(rcall, first, deferred)
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return await self._unary(
+            self._invocation(client_call_details, UU, request, continuation, self._unary_wire)
+        )
+
+    async def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self._unary(
+            self._invocation(
+                client_call_details, SU, request_iterator, continuation, self._unary_wire
+            )
+        )
+
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return await self._stream(
+            self._invocation(client_call_details, US, request, continuation, self._stream_wire)
+        )
+
+    async def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await self._stream(
+            self._invocation(
+                client_call_details, SS, request_iterator, continuation, self._stream_wire
+            )
+        )
+
+
+async def _responses(rcall: Any, first: Any, deferred: Deferred) -> AsyncIterator[Any]:
+    """The response messages of an intercepted stream; finishes the chain when they end."""
+    try:
+        if first is not NOTHING:
+            if first is END:
+                await _complete_ok(rcall, deferred)
+                return
+            yield first
+        while True:
+            msg = await rcall.read()
+            if msg is EOF:
+                await _complete_ok(rcall, deferred)
+                return
+            yield msg
+    except grpc.RpcError as exc:
+        deferred.complete_error(exc)
+        raise
+    except (asyncio.CancelledError, GeneratorExit):
+        rcall.cancel()
+        deferred.complete_cancelled("Cancelled")
+        raise
+
+
+async def _complete_ok(rcall: Any, deferred: Deferred) -> None:
+    if deferred.done:
+        return
+    if deferred.wants:
+        deferred.complete_ok(await rcall.initial_metadata(), await rcall.trailing_metadata())
+    else:
+        deferred.complete_ok()
+
+
+class AioUnaryUnaryInterceptor(AioClientInterceptor, _t.AioUnaryUnaryClientInterceptor):
+    """The chain for unary-unary calls of a grpc.aio channel."""
+
+
+class AioUnaryStreamInterceptor(AioClientInterceptor, _t.AioUnaryStreamClientInterceptor):
+    """The chain for unary-stream calls of a grpc.aio channel."""
+
+
+class AioStreamUnaryInterceptor(AioClientInterceptor, _t.AioStreamUnaryClientInterceptor):
+    """The chain for stream-unary calls of a grpc.aio channel."""
+
+
+class AioStreamStreamInterceptor(AioClientInterceptor, _t.AioStreamStreamClientInterceptor):
+    """The chain for stream-stream calls of a grpc.aio channel."""
+
+
+def aio_client_interceptors(chain: Chain) -> list[AioClientInterceptor]:
+    """The four per-shape grpc.aio interceptors of ``chain``."""
+    return [
+        AioUnaryUnaryInterceptor(chain),
+        AioUnaryStreamInterceptor(chain),
+        AioStreamUnaryInterceptor(chain),
+        AioStreamStreamInterceptor(chain),
+    ]
