@@ -1,0 +1,330 @@
+"""The asyncio app channel: :class:`AsyncChannel` and its :func:`dial` (``grpc_channel.aio.dial``).
+
+The same channel as :class:`grpc_channel.channel.Channel` over ``grpc.aio``, with the same
+semantics (see that module), and coroutines for the I/O::
+
+    from grpc_channel import aio
+    from grpc_channel.invoke import InvokeMethodRequest
+    from grpc_channel.options import with_insecure, with_max_concurrency
+
+    async with aio.dial("127.0.0.1:50001", with_insecure(), with_max_concurrency(8)) as app:
+        await app.wait_until_ready(10)
+        response = await app.invoke_method(InvokeMethodRequest("hello"))
+
+``dial(...)`` returns an object that is both awaitable (``channel = await aio.dial(...)``) and an
+async context manager (``async with aio.dial(...) as channel``). Opening a channel is a coroutine
+because ``with_block`` waits for the connection; everything else happens when awaited.
+
+Cancellation: cancelling the task that awaits ``invoke_method`` cancels the RPC (the app sees its
+call cancelled), releases the concurrency slot, and raises ``asyncio.CancelledError`` in that task
+as asyncio expects; it is not turned into a response. A task waiting for a slot stops waiting.
+Closing the channel ends the calls in flight (and those waiting for a slot) with a CANCELLED
+response, as in the sync channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from grpc_channel import _channel_core as core
+from grpc_channel._channel_core import AsyncAppChannel
+from grpc_channel._engine import AsyncEngine, CallPlan, Route
+from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
+from grpc_channel.metadata import Metadata
+from grpc_channel.options import (
+    CallOption,
+    DialOption,
+    fold_dial_options,
+    header,
+    open_aio_channel,
+    timeout,
+    trailer,
+    wait_for_ready,
+    with_insecure,
+)
+from grpc_channel.v1 import appcallback_pb2, common_pb2
+from interceptors._concurrency import ConcurrencyLimit
+
+__all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
+
+_InvokeResponse = common_pb2.InvokeResponse
+_HealthResponse = appcallback_pb2.HealthCheckResponse
+_READY_POLL = 0.05
+
+
+class AsyncChannel:
+    """An asyncio channel to an app's ``AppCallback`` service; build it with :func:`dial` or
+    :meth:`AsyncChannel.local`. Use it from the event loop it was opened on. An async context
+    manager: leaving the block closes it."""
+
+    __slots__ = (
+        "_closed",
+        "_engine",
+        "_fast",
+        "_grpc",
+        "_health_engine",
+        "_invoke_mc",
+        "_invoke_route",
+        "_limit",
+        "_plan",
+        "_raise",
+        "_raw_routes",
+        "_target",
+    )
+
+    def __init__(
+        self, target: str, grpc_channel: grpc.aio.Channel, plan: CallPlan, raise_errors: bool
+    ) -> None:
+        """Internal: use :func:`dial` / :meth:`local`, which open the grpcio channel."""
+        self._grpc = grpc_channel
+        self._target = target
+        self._raise = raise_errors
+        self._plan = plan
+        self._engine = AsyncEngine(grpc_channel, plan)
+        self._raw_routes: dict[str, Route] = {}
+        self._limit, health = core.aio_health_channel(grpc_channel)
+        self._health_engine = (
+            AsyncEngine(health, plan) if health is not grpc_channel else self._engine
+        )
+        # OnInvoke always speaks protobuf (the AppCallback contract), whatever codec is dialled;
+        # calls without call options skip the engine's per-call record when the dial-level plan
+        # needs none (the hot path), the others go through the engine.
+        self._invoke_mc = grpc_channel.unary_unary(
+            core.ON_INVOKE_PATH, core.serialize_invoke_request, core.parse_invoke_response
+        )
+        self._invoke_route = core.invoke_route(self._invoke_mc)
+        self._fast = plan.plain
+        self._closed = False
+
+    @classmethod
+    async def open(cls, target: str, *dial_options: DialOption) -> AsyncChannel:
+        """Open a channel to ``target`` (what :func:`dial` awaits)."""
+        own, rest = core.split_dial_options(dial_options)
+        settings = fold_dial_options(*rest)
+        grpc_channel = await open_aio_channel(target, settings)
+        return cls(target, grpc_channel, CallPlan.from_settings(settings, target), own.raise_errors)
+
+    @classmethod
+    def local(cls, port: int, *dial_options: DialOption) -> _Dialing:
+        """A channel to ``127.0.0.1:port``, plaintext unless ``dial_options`` choose transport
+        credentials; awaitable and an async context manager, like :func:`dial`. ``port`` must be
+        1-65535 (``ValueError`` at once otherwise)."""
+        port = core.check_port(port)
+        return _Dialing(f"{core.LOCAL_HOST}:{port}", (with_insecure(), *dial_options))
+
+    # -- the AppChannel protocol -------------------------------------------------------------------
+
+    @property
+    def base_address(self) -> str:
+        """The dialled target, e.g. ``"127.0.0.1:50001"``."""
+        return self._target
+
+    async def invoke_method(
+        self, request: InvokeMethodRequest, *call_options: CallOption
+    ) -> InvokeMethodResponse:
+        """Call the app's ``OnInvoke``; see :meth:`grpc_channel.channel.Channel.invoke_method` for
+        the response, the errors and ``with_raise_errors``. Cancelling the awaiting task cancels
+        the RPC and raises ``asyncio.CancelledError``."""
+        core.check_request(request)
+        if self._closed:
+            return self._failure(core.closed_error())
+        refusal = core.version_error(request)
+        if refusal is not None:
+            return self._failure(refusal)
+        try:
+            if self._fast and not call_options:
+                plan = self._plan
+                call = self._invoke_mc(
+                    request.to_invoke_request(),
+                    timeout=plan.template.timeout,
+                    metadata=core.call_metadata(request, plan.template.metadata) or None,
+                    **plan.fast_kwargs,
+                )
+                reply = await call
+                # tuple(): grpc.aio.Metadata is slow to size and walk; its pairs are not.
+                headers_md = tuple(await call.initial_metadata())
+                return core.reply_response(reply, headers_md, tuple(await call.trailing_metadata()))
+            headers, trailers = Metadata(), Metadata()
+            reply = await self._engine.call_unary(
+                self._invoke_route,
+                request.to_invoke_request(),
+                (*call_options, header(headers), trailer(trailers)),
+                metadata=core.outgoing_metadata(request),
+            )
+        except grpc.RpcError as error:
+            return self._failure(error)
+        except (ValueError, grpc.aio.UsageError):
+            if self._closed:
+                # grpcio refuses calls on a closed channel (also calls that waited for a slot).
+                return self._failure(core.closed_error())
+            raise
+        except asyncio.CancelledError:
+            # grpc.aio ends the calls of a closed channel with CancelledError; that is the channel's
+            # doing, not a cancellation of this task, so it becomes CANCELLED like in sync.
+            if self._closed and not _cancelling():
+                return self._failure(core.closed_error())
+            raise
+        response = core.reply_response(reply, None, None)
+        response.headers, response.trailers = headers, trailers
+        return response
+
+    async def health_probe(self, timeout: float | None = None) -> bool:
+        """As :meth:`grpc_channel.channel.Channel.health_probe`."""
+        seconds = (
+            core.DEFAULT_PROBE_TIMEOUT
+            if timeout is None
+            else core.check_timeout("timeout", timeout, allow_zero=False)
+        )
+        try:
+            await self._health(seconds, ready_wait=False)
+        except grpc.RpcError:
+            return False
+        return True
+
+    async def wait_until_ready(self, timeout: float) -> None:
+        """As :meth:`grpc_channel.channel.Channel.wait_until_ready`: raises
+        :class:`AppNotReadyError` when the app has not answered within ``timeout`` seconds."""
+        limit = core.check_timeout("timeout", timeout)
+        deadline = time.monotonic() + limit
+        last = "no answer"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise core.not_ready_error(self._target, limit, last)
+            try:
+                await self._health(remaining, ready_wait=True)
+                return
+            except grpc.RpcError as exc:
+                code = exc.code() if callable(getattr(exc, "code", None)) else None
+                if code is not None and core.ready_answer(code):
+                    return
+                last = core.describe(exc)
+                if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+                    continue
+            await asyncio.sleep(min(_READY_POLL, max(deadline - time.monotonic(), 0.0)))
+
+    async def close(self) -> None:
+        """Close the channel (idempotent). Calls in flight end with CANCELLED."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._grpc.close(None)
+
+    @property
+    def concurrency_limit(self) -> ConcurrencyLimit | None:
+        """As :attr:`grpc_channel.channel.Channel.concurrency_limit`."""
+        return self._limit
+
+    # -- the generic path --------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        method: str,
+        payload: bytes | Message,
+        *call_options: CallOption,
+        response_type: type[Message] | None = None,
+    ) -> Any:
+        """As :meth:`grpc_channel.channel.Channel.invoke`: bytes in and out, or a message encoded
+        with the channel's codec and decoded into ``response_type``. Failures raise
+        ``grpc.RpcError``."""
+        core.check_method_path(method)
+        if isinstance(payload, bytes | bytearray | memoryview):
+            if response_type is not None:
+                raise TypeError("invoke: response_type is for message payloads; bytes come back")
+            route = self._raw_routes.get(method)
+            if route is None:
+                route = core.raw_route(method, self._grpc.unary_unary(method, None, None))
+                self._raw_routes[method] = route
+            return await self._engine.call_unary(
+                route, bytes(payload), core.raw_options(call_options)
+            )
+        if not isinstance(payload, Message):
+            raise TypeError(
+                f"invoke: payload must be bytes or a protobuf message, got {type(payload).__name__}"
+            )
+        if response_type is None:
+            raise TypeError("invoke: pass response_type= (a message class) for a message payload")
+        return await self._engine.unary_unary(method, payload, response_type, *call_options)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _failure(self, error: grpc.RpcError) -> InvokeMethodResponse:
+        if self._raise:
+            raise error
+        return core.error_response(error)
+
+    async def _health(self, seconds: float, *, ready_wait: bool) -> None:
+        options: tuple[CallOption, ...] = (timeout(seconds),)
+        if ready_wait:
+            options += (wait_for_ready(),)
+        await self._health_engine.unary_unary(
+            core.HEALTH_CHECK_PATH, core.EMPTY, _HealthResponse, *options
+        )
+
+    async def __aenter__(self) -> AsyncChannel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"AsyncChannel({self._target!r}, {state})"
+
+
+def _cancelling() -> bool:
+    """True when the running task itself is being cancelled (Python >= 3.11 can tell; 3.10 cannot,
+    and then a CancelledError on a closed channel counts as the channel's)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
+
+
+class _Dialing:
+    """What :func:`dial` returns: ``await`` it for the channel, or ``async with`` it to have the
+    channel closed at the end of the block."""
+
+    __slots__ = ("_channel", "_options", "_target")
+
+    def __init__(self, target: str, options: tuple[DialOption, ...]) -> None:
+        self._target = target
+        self._options = options
+        self._channel: AsyncChannel | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncChannel]:
+        return AsyncChannel.open(self._target, *self._options).__await__()
+
+    async def __aenter__(self) -> AsyncChannel:
+        self._channel = await AsyncChannel.open(self._target, *self._options)
+        return self._channel
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+
+
+def dial(target: str, *dial_options: DialOption) -> _Dialing:
+    """Open an :class:`AsyncChannel` to ``target``: ``await dial(...)`` or
+    ``async with dial(...) as channel``. ``dial_options`` as for
+    :func:`grpc_channel.channel.dial` (``with_insecure()`` or transport credentials required;
+    :meth:`AsyncChannel.local` defaults to plaintext), including ``with_raise_errors()``. Bad
+    options raise ``OptionError`` when awaited."""
+    return _Dialing(target, dial_options)

@@ -1,0 +1,438 @@
+"""The pure logic of the app channel, shared by :class:`~grpc_channel.channel.Channel` (sync) and
+:class:`~grpc_channel._async_channel.AsyncChannel` (asyncio). The shells only do I/O.
+
+What lives here:
+
+- the API-version gate: anything but V1 is refused with UNIMPLEMENTED
+  ``"Unsupported spec version: N"`` (Dapr's message), before a slot is taken or a byte is sent;
+- building the outgoing ``OnInvoke`` call: the ``InvokeRequest`` and the gRPC metadata converted
+  from the request's internal metadata with HTTP-header conversion on (Dapr's rules, see
+  :func:`grpc_channel.metadata.internal_to_grpc`);
+- turning the outcome into an :class:`~grpc_channel.invoke.InvokeMethodResponse`: a reply with its
+  headers and trailers, or a ``grpc.RpcError`` (an app error, a transport fault, or a local refusal
+  such as a slot not found before the deadline) with its code, message, headers, trailers and the
+  ``google.rpc.Status`` details (grpcio-status); unless the channel raises errors instead;
+- the app-channel dial options (:func:`with_raise_errors`; ``APP_API_TOKEN`` as the default token)
+  and the HealthCheck path, which shares the channel's connection and policies but not its
+  concurrency limit (:func:`health_channel`);
+- the readiness rules of ``wait_until_ready`` and the :class:`AppChannel` protocol.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Awaitable, Iterable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+
+import grpc
+from google.protobuf import empty_pb2
+
+from grpc_channel._engine import Route, Shape
+from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
+from grpc_channel.encoding import get_codec
+from grpc_channel.invoke import APIVersion, InvokeMethodRequest, InvokeMethodResponse
+from grpc_channel.metadata import outgoing_pairs
+from grpc_channel.options import (
+    AppTokenDialOption,
+    CallOption,
+    DialOption,
+    DialSettings,
+    OptionError,
+    force_codec,
+    with_app_token,
+)
+from grpc_channel.v1 import common_pb2
+from interceptors._chain import Chain, compose
+from interceptors._client_aio import WrappedAioChannel
+from interceptors._client_sync import WrappedChannel
+from interceptors._concurrency import ConcurrencyLimit
+from interceptors._errors import LocalRpcError
+
+__all__ = [
+    "DEFAULT_PROBE_TIMEOUT",
+    "LOCAL_HOST",
+    "AppChannel",
+    "AppNotReadyError",
+    "AsyncAppChannel",
+    "ChannelOptions",
+    "RaiseErrorsDialOption",
+    "SyncAppChannel",
+    "aio_health_channel",
+    "call_metadata",
+    "check_method_path",
+    "check_port",
+    "check_request",
+    "check_timeout",
+    "closed_error",
+    "describe",
+    "error_response",
+    "health_channel",
+    "invoke_route",
+    "not_ready_error",
+    "outgoing_metadata",
+    "raw_options",
+    "raw_route",
+    "ready_answer",
+    "reply_response",
+    "split_dial_options",
+    "version_error",
+    "with_raise_errors",
+]
+
+LOCAL_HOST: Final = "127.0.0.1"
+"""Where :meth:`Channel.local` dials: Dapr's default app channel address."""
+
+DEFAULT_PROBE_TIMEOUT: Final = 5.0
+"""Seconds one ``health_probe()`` waits for the app when no timeout is given."""
+
+TOKEN_HEADER: Final = "dapr-api-token"
+"""The metadata key the app token travels in."""
+
+APP_TOKEN_ENV: Final = "APP_API_TOKEN"
+"""The environment variable Dapr reads the app API token from."""
+
+STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
+
+# Serialisers of the two AppCallback methods the channel calls, shared by both shells.
+ON_INVOKE_PATH: Final = ON_INVOKE
+HEALTH_CHECK_PATH: Final = HEALTH_CHECK
+serialize_invoke_request = common_pb2.InvokeRequest.SerializeToString
+parse_invoke_response = common_pb2.InvokeResponse.FromString
+EMPTY: Final = empty_pb2.Empty()
+
+# A server that answers HealthCheck at all is up: OK, or UNIMPLEMENTED from an app that serves no
+# health service (Dapr only waits for the app's port in that case).
+_READY_CODES: Final = frozenset({grpc.StatusCode.OK, grpc.StatusCode.UNIMPLEMENTED})
+
+
+class RaiseErrorsDialOption(DialOption):
+    """:func:`with_raise_errors`. Only a Channel reads it; :func:`fold_dial_options` refuses it."""
+
+    __slots__ = ("enabled",)
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def apply(self, settings: DialSettings) -> None:
+        raise OptionError(
+            "with_raise_errors: an app-channel option; pass it to grpc_channel.dial(), "
+            "Channel.local() or grpc_channel.aio.dial(), not to open_channel()"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RaiseErrorsDialOption):
+            return NotImplemented
+        return self.enabled == other.enabled
+
+    def __hash__(self) -> int:
+        return hash((RaiseErrorsDialOption, self.enabled))
+
+    def __repr__(self) -> str:
+        return f"RaiseErrorsDialOption(enabled={self.enabled})"
+
+
+def with_raise_errors(enabled: bool = True) -> RaiseErrorsDialOption:
+    """Make ``invoke_method`` raise the call's ``grpc.RpcError`` (an app error, a transport fault
+    or a local refusal such as the unsupported-version check) instead of returning it as an
+    :class:`~grpc_channel.invoke.InvokeMethodResponse`. Default: off (Dapr's behaviour: failures are
+    responses). ``health_probe`` and ``wait_until_ready`` are not affected."""
+    if not isinstance(enabled, bool):
+        raise OptionError(f"with_raise_errors: got {enabled!r}; pass True or False")
+    return RaiseErrorsDialOption(enabled)
+
+
+class ChannelOptions:
+    """What the app-channel options (as opposed to the transport's) say: ``raise_errors``."""
+
+    __slots__ = ("raise_errors",)
+
+    def __init__(self) -> None:
+        self.raise_errors = False
+
+
+def split_dial_options(
+    dial_options: tuple[object, ...],
+) -> tuple[ChannelOptions, tuple[DialOption, ...]]:
+    """Take the app-channel options out of ``dial_options`` (later wins); the rest, in order, is
+    for :func:`~grpc_channel.options.fold_dial_options` (which checks their types).
+
+    The app token follows Dapr: without a ``with_app_token(...)`` option, a non-empty
+    ``APP_API_TOKEN`` environment variable (read now) is sent; with neither, no token is sent.
+    """
+    own = ChannelOptions()
+    rest: list[DialOption] = []
+    has_token = False
+    for opt in dial_options:
+        if isinstance(opt, RaiseErrorsDialOption):
+            own.raise_errors = opt.enabled
+        else:
+            has_token = has_token or isinstance(opt, AppTokenDialOption)
+            rest.append(opt)  # type: ignore[arg-type]  # fold_dial_options refuses non-options
+    if not has_token and os.environ.get(APP_TOKEN_ENV):
+        rest.insert(0, with_app_token())
+    return own, tuple(rest)
+
+
+def check_port(port: object) -> int:
+    """A TCP port 1-65535, else ``ValueError`` naming it."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be an int from 1 to 65535, got {port!r}")
+    return port
+
+
+def check_request(request: object) -> InvokeMethodRequest:
+    if not isinstance(request, InvokeMethodRequest):
+        raise TypeError(f"invoke_method takes an InvokeMethodRequest, got {type(request).__name__}")
+    return request
+
+
+def check_method_path(method: object) -> str:
+    """A full method path ``"/pkg.Service/Method"``, else ``ValueError`` naming it."""
+    if (
+        not isinstance(method, str)
+        or not method.startswith("/")
+        or method.count("/") != 2
+        or method.endswith("/")
+        or "//" in method
+    ):
+        raise ValueError(
+            f"method must be a full method path like '/pkg.Service/Method', got {method!r}"
+        )
+    return method
+
+
+class AppNotReadyError(TimeoutError):
+    """``wait_until_ready(timeout)``: the app did not answer ``HealthCheck`` in time. The message
+    names the target, the timeout and the last status seen."""
+
+
+def version_error(request: InvokeMethodRequest) -> LocalRpcError | None:
+    """``None`` for an API-V1 request; otherwise the UNIMPLEMENTED refusal Dapr gives."""
+    ver = request.api_version
+    if ver == APIVersion.V1:
+        return None
+    return LocalRpcError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported spec version: {int(ver)}")
+
+
+def invoke_route(multicallable: Any) -> Route:
+    """The engine route of ``OnInvoke`` over ``multicallable`` (one that serialises protobuf
+    itself): the codec stays protobuf whatever the channel's codec, as the AppCallback contract
+    requires."""
+    return Route(
+        ON_INVOKE,
+        Shape.UNARY_UNARY,
+        multicallable,
+        raw=False,
+        serializer=serialize_invoke_request,
+        deserializer=None,
+        codec=get_codec("proto"),
+    )
+
+
+def raw_route(method: str, multicallable: Any) -> Route:
+    """The engine route of the generic ``invoke`` for bytes: they pass through untouched."""
+    return Route(
+        method,
+        Shape.UNARY_UNARY,
+        multicallable,
+        raw=True,
+        serializer=_identity,
+        deserializer=_identity,
+        codec=get_codec("raw"),
+    )
+
+
+_RAW_CODEC: Final = force_codec(get_codec("raw"))
+
+
+def raw_options(call_options: tuple[CallOption, ...]) -> tuple[CallOption, ...]:
+    """Call options for a bytes call: the engine encodes with the channel's codec unless a call
+    option chose another, so the raw codec is put first (a later ``force_codec`` still wins)."""
+    return (_RAW_CODEC, *call_options)
+
+
+def _identity(data: Any) -> Any:
+    return data
+
+
+def health_channel(channel: grpc.Channel) -> tuple[ConcurrencyLimit | None, grpc.Channel]:
+    """Split the channel ``open_channel`` built: its ``ConcurrencyLimit`` (``None`` without
+    ``with_max_concurrency``) and the channel HealthCheck probes use: the same policies but the
+    limit, over the same connection, so a probe never waits for a slot (Dapr's probe takes none).
+    """
+    limit, rest = _split_limit(channel)
+    if limit is None or not isinstance(channel, WrappedChannel):
+        return limit, channel
+    return limit, rest.wrap(channel.wrapped) if rest is not None else channel.wrapped
+
+
+def aio_health_channel(
+    channel: grpc.aio.Channel,
+) -> tuple[ConcurrencyLimit | None, grpc.aio.Channel]:
+    """The asyncio form of :func:`health_channel`."""
+    limit, rest = _split_limit(channel)
+    if limit is None or not isinstance(channel, WrappedAioChannel):
+        return limit, channel
+    return limit, rest.wrap_aio(channel.wrapped) if rest is not None else channel.wrapped
+
+
+def _split_limit(channel: object) -> tuple[ConcurrencyLimit | None, Chain | None]:
+    if not isinstance(channel, WrappedChannel | WrappedAioChannel):
+        return None, None  # no policies at all
+    chain = channel.chain
+    limit = next((p for p in chain.policies if isinstance(p, ConcurrencyLimit)), None)
+    if limit is None:
+        return None, None
+    others = [p for p in chain.policies if p is not limit]
+    return limit, compose(*others) if others else None
+
+
+def closed_error() -> LocalRpcError:
+    """What a call on a closed channel gets (grpc-go: CANCELLED, "the client connection is
+    closing"); grpcio raises a plain ``ValueError`` there, which the shells turn into this."""
+    return LocalRpcError(grpc.StatusCode.CANCELLED, "the channel is closed")
+
+
+def outgoing_metadata(request: InvokeMethodRequest) -> tuple[tuple[str, str | bytes], ...]:
+    """The request's internal metadata as grpcio metadata pairs, HTTP-header conversion on.
+
+    A ``dapr-api-token`` among them is dropped: the app token is the channel's alone. Dapr's
+    channel replaces it when a token is configured (``md.Set``); we also drop it when none is, so
+    that a token a caller presented upstream (to a sidecar, say) never reaches the app and the app
+    never sees two values.
+
+    Raises :class:`~grpc_channel.metadata.MetadataError` (a ``ValueError``) naming the key when a
+    key or value cannot travel over gRPC.
+    """
+    pairs = request.grpc_pairs(True)
+    for key, _ in pairs:
+        if key == TOKEN_HEADER:
+            return tuple(pair for pair in pairs if pair[0] != TOKEN_HEADER)
+    return pairs
+
+
+def reply_response(
+    reply: common_pb2.InvokeResponse,
+    headers: Iterable[tuple[str, str | bytes]] | None,
+    trailers: Iterable[tuple[str, str | bytes]] | None,
+) -> InvokeMethodResponse:
+    """An OK response from the app's reply and the call's headers and trailers, as grpcio gives
+    them (pairs, a ``grpc.aio.Metadata``, or ``None``). The reply comes straight from the parser
+    and nobody else holds it, so the response takes it over without checks or copies (the hot
+    path)."""
+    return InvokeMethodResponse.from_reply(reply, headers, trailers)
+
+
+def call_metadata(
+    request: InvokeMethodRequest, defaults: tuple[tuple[str, str | bytes], ...]
+) -> tuple[tuple[str, str | bytes], ...]:
+    """The metadata of a call made without call options, in the call engine's order: the context's
+    outgoing metadata (:func:`grpc_channel.metadata.outgoing_metadata`), the dial-level default
+    metadata (``with_default_call_options(metadata(...))``), then the request's converted internal
+    metadata."""
+    md = outgoing_pairs()
+    if defaults:
+        md = md + defaults if md else defaults
+    own = outgoing_metadata(request)
+    if own:
+        md = md + own if md else own
+    return md
+
+
+def error_response(error: grpc.RpcError) -> InvokeMethodResponse:
+    """A response carrying a failed call's code, message, headers, trailers and the
+    ``google.rpc.Status`` details the app attached. The ``grpc-status-details-bin`` trailer is
+    removed from the trailers: its content is in ``status.details`` (grpc-go does the same)."""
+    response = InvokeMethodResponse.from_rpc_error(error)
+    if STATUS_DETAILS_KEY in response.trailers:
+        response.trailers.delete(STATUS_DETAILS_KEY)
+    return response
+
+
+def check_timeout(name: str, value: object, *, allow_zero: bool = True) -> float:
+    """A finite number of seconds, ``>= 0`` (or ``> 0`` without ``allow_zero``), else
+    ``ValueError`` naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(value)
+
+
+def ready_answer(code: grpc.StatusCode) -> bool:
+    """True when a HealthCheck outcome shows the app is up (OK, or UNIMPLEMENTED: the app answers
+    but serves no health service)."""
+    return code in _READY_CODES
+
+
+def not_ready_error(target: str, timeout: float, last: str) -> AppNotReadyError:
+    return AppNotReadyError(
+        f"app at {target} did not answer HealthCheck within {timeout:g} s (last outcome: {last})"
+    )
+
+
+def describe(error: grpc.RpcError) -> str:
+    """``CODE: details`` of an RpcError, for error messages (never metadata: it may hold tokens)."""
+    code = getattr(error, "code", None)
+    details = getattr(error, "details", None)
+    name = code().name if callable(code) else "UNKNOWN"
+    text = details() if callable(details) else str(error)
+    return f"{name}: {text}"
+
+
+# -------------------------------------------------------------------------------------------------
+# The protocol both channels satisfy.
+
+R_co = TypeVar("R_co", covariant=True)
+B_co = TypeVar("B_co", covariant=True)
+N_co = TypeVar("N_co", covariant=True)
+
+
+@runtime_checkable
+class AppChannel(Protocol[R_co, B_co, N_co]):
+    """A channel to an application's ``AppCallback`` service (Dapr's ``channel.AppChannel``).
+
+    One protocol covers the sync and the asyncio channel by its three result types: what
+    ``invoke_method`` gives (``R``), what ``health_probe`` gives (``B``) and what
+    ``wait_until_ready``/``close`` give (``N``). :data:`SyncAppChannel` is
+    ``AppChannel[InvokeMethodResponse, bool, None]`` (:class:`~grpc_channel.channel.Channel`);
+    :data:`AsyncAppChannel` is the same with each result awaitable
+    (:class:`~grpc_channel._async_channel.AsyncChannel`, whose methods are coroutines). Code that
+    only passes a channel along can take a bare ``AppChannel[Any, Any, Any]``; ``isinstance(x,
+    AppChannel)`` checks that the members exist (not whether they are coroutines).
+    """
+
+    @property
+    def base_address(self) -> str:
+        """The target the channel dials, e.g. ``"127.0.0.1:50001"``."""
+        ...
+
+    def invoke_method(self, request: InvokeMethodRequest, *call_options: CallOption) -> R_co:
+        """Invoke ``OnInvoke``; failures come back as responses unless the channel raises."""
+        ...
+
+    def health_probe(self, timeout: float | None = None) -> B_co:
+        """True when the app's ``HealthCheck`` answers OK."""
+        ...
+
+    def wait_until_ready(self, timeout: float) -> N_co:
+        """Return once the app answers ``HealthCheck``; :class:`AppNotReadyError` after
+        ``timeout`` seconds."""
+        ...
+
+    def close(self) -> N_co:
+        """Close the channel; calls in flight end with CANCELLED."""
+        ...
+
+
+SyncAppChannel = AppChannel[InvokeMethodResponse, bool, None]
+"""The sync form: :class:`~grpc_channel.channel.Channel` satisfies it."""
+
+AsyncAppChannel = AppChannel[Awaitable[InvokeMethodResponse], Awaitable[bool], Awaitable[None]]
+"""The asyncio form: :class:`~grpc_channel._async_channel.AsyncChannel` satisfies it."""
