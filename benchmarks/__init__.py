@@ -1,0 +1,79 @@
+"""The invoke-latency benchmark: log-bucketed histograms, targets, pluggable variants, a closed- and
+open-loop runner with interleaved rounds and worker processes, and reports (table, JSON, CSV, HTML).
+
+From the command line: ``grpc-channel bench`` (or ``python -m benchmarks``). From Python::
+
+    from benchmarks import LoadSpec, format_table, invoke_target, plan_arms, run
+    from grpc_channel.demo import start_demo
+
+    port, app = start_demo()
+    with app:
+        arms, skipped = plan_arms(invoke_target(app.address), ["grpc-sync", "chain"])
+        result = run(arms, LoadSpec(rounds=8, block_calls=500), skipped=skipped)
+    print(format_table(result))
+"""
+
+from benchmarks.histogram import Histogram, HistogramError
+from benchmarks.report import format_table, to_csv, to_html, to_json, write_reports
+from benchmarks.runner import (
+    Arm,
+    ArmResult,
+    LoadSpec,
+    RunError,
+    RunResult,
+    intended_send_times,
+    plan_arms,
+    run,
+)
+from benchmarks.target import (
+    Target,
+    TargetError,
+    bytes_target,
+    invoke_target,
+    json_target,
+)
+from benchmarks.variants import (
+    AsyncCaller,
+    SyncCaller,
+    Variant,
+    VariantError,
+    VariantSettings,
+    available_variants,
+    get_variant,
+    register,
+    registered_variants,
+    unregister,
+)
+
+__all__ = [
+    "Arm",
+    "ArmResult",
+    "AsyncCaller",
+    "Histogram",
+    "HistogramError",
+    "LoadSpec",
+    "RunError",
+    "RunResult",
+    "SyncCaller",
+    "Target",
+    "TargetError",
+    "Variant",
+    "VariantError",
+    "VariantSettings",
+    "available_variants",
+    "bytes_target",
+    "format_table",
+    "get_variant",
+    "intended_send_times",
+    "invoke_target",
+    "json_target",
+    "plan_arms",
+    "register",
+    "registered_variants",
+    "run",
+    "to_csv",
+    "to_html",
+    "to_json",
+    "unregister",
+    "write_reports",
+]

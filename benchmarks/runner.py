@@ -1,0 +1,996 @@
+"""The load generator: closed and open loop, interleaved rounds, worker processes, merged results.
+
+A run compares *arms* (a variant against a target, with a label and a baseline arm). Every worker
+builds all arms, warms each up, then runs ``rounds`` rounds; a round runs one *block* per arm in
+order (A B C ... A B C ...), so slow drift of the machine hits every arm alike. Workers start each
+block together (a barrier), so with several workers all of them load the same arm at once.
+
+Closed loop: each worker keeps ``concurrency`` calls in flight (threads for sync variants, tasks for
+aio ones); latency is from send to completion. A block is ``block_calls`` calls, or
+``block_seconds`` of calling.
+
+Open loop: calls are *scheduled* at a constant ``rate`` (call ``i`` of a block at
+``start + i / rate``), sent by up to ``concurrency`` senders per worker, and latency runs from the
+intended send time, not the actual one (coordinated-omission correction, as wrk2 does): when the
+server stalls, the calls that should have gone out meanwhile carry the wait. The send lag (actual
+minus intended send time) is reported beside it. Sync senders sleep with ``time.sleep`` (≈0.1 ms
+late on Linux); aio senders with the event loop's timer (up to ≈1 ms late): this lag is part of the
+reported latency, and the report shows it.
+
+Per block, each worker records latencies (ns) into histograms, status codes, error messages, wall
+time and the process CPU time (``time.process_time``: every thread of the worker, grpc's included).
+The parent merges them: per arm over everything, and per round over workers, which gives each
+round's p50 and its ratio to the baseline arm's p50 in the same round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import math
+import os
+import pickle
+import queue
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import grpc
+
+from benchmarks.environment import environment
+from benchmarks.histogram import Histogram
+from benchmarks.progress import Progress
+from benchmarks.target import Target
+from benchmarks.variants import (
+    AIO_BASELINES,
+    SYNC_BASELINES,
+    AsyncCaller,
+    SyncCaller,
+    Variant,
+    VariantSettings,
+    available_variants,
+    get_variant,
+    probe,
+)
+
+__all__ = [
+    "PERCENTILES",
+    "Arm",
+    "ArmResult",
+    "BlockStats",
+    "LoadSpec",
+    "RunError",
+    "RunResult",
+    "closed_block_aio",
+    "closed_block_sync",
+    "cpu_busy",
+    "intended_send_times",
+    "open_block_aio",
+    "open_block_sync",
+    "plan_arms",
+    "run",
+]
+
+Mode = Literal["closed", "open"]
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+_MESSAGE_LIMIT = 200
+
+
+class RunError(RuntimeError):
+    """A run that could not be planned or finished (bad load settings, a failed worker)."""
+
+
+# -- settings
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How hard and how long to call. Counts and rates are totals over all workers.
+
+    Defaults: closed loop, 1 call in flight, 8 rounds of 500-call blocks per arm, 200 warm-up calls
+    per arm, one worker (in this process). ``block_seconds`` replaces ``block_calls`` with a time
+    slice per block. Open loop needs ``rate`` (calls per second); there ``concurrency`` is the
+    number of senders, which bounds the calls in flight (a late sender delays later sends, and
+    latency from the intended time shows it).
+    """
+
+    mode: Mode = "closed"
+    concurrency: int = 1
+    rate: float | None = None
+    rounds: int = 8
+    block_calls: int = 500
+    block_seconds: float | None = None
+    warmup_calls: int = 200
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("closed", "open"):
+            raise RunError(f"mode must be 'closed' or 'open', got {self.mode!r}")
+        if self.workers < 1:
+            raise RunError(f"workers must be >= 1, got {self.workers}")
+        if self.concurrency < self.workers:
+            raise RunError(
+                f"concurrency ({self.concurrency}) must be >= workers ({self.workers}): "
+                "every worker keeps at least one call in flight"
+            )
+        if self.rounds < 1:
+            raise RunError(f"rounds must be >= 1, got {self.rounds}")
+        if self.block_seconds is None and self.block_calls < self.workers:
+            raise RunError(f"block_calls must be >= workers ({self.workers}): {self.block_calls}")
+        if self.block_seconds is not None and not self.block_seconds > 0:
+            raise RunError(f"block_seconds must be > 0, got {self.block_seconds}")
+        if self.warmup_calls < 0:
+            raise RunError(f"warmup_calls must be >= 0, got {self.warmup_calls}")
+        if self.mode == "open":
+            if self.rate is None or not self.rate > 0 or math.isinf(self.rate):
+                raise RunError(f"open loop needs a rate > 0 calls/s, got {self.rate}")
+        elif self.rate is not None:
+            raise RunError("rate applies to the open loop only (mode='open')")
+
+    def share(self, total: int, worker: int) -> int:
+        """Worker ``worker``'s share of ``total`` (shares differ by at most one)."""
+        base, extra = divmod(total, self.workers)
+        return base + (1 if worker < extra else 0)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "concurrency": self.concurrency,
+            "rate": self.rate,
+            "rounds": self.rounds,
+            "block_calls": None if self.block_seconds is not None else self.block_calls,
+            "block_seconds": self.block_seconds,
+            "warmup_calls": self.warmup_calls,
+            "workers": self.workers,
+        }
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One column of the comparison: ``variant`` calling ``target``, compared with arm ``baseline``
+    (a label; the baseline arm names itself).
+
+    ``pause_ms`` (closed loop only; default 0) makes each sender idle that long before every call,
+    outside the measured latency: a client that calls now and then rather than back to back, whose
+    calls pay the wake-up costs of idle threads and CPUs.
+    """
+
+    label: str
+    variant: str
+    target: Target
+    baseline: str
+    pause_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.pause_ms >= 0 or math.isinf(self.pause_ms):
+            raise RunError(f"pause_ms must be a finite number >= 0, got {self.pause_ms}")
+
+
+def plan_arms(
+    target: Target,
+    variants: Sequence[str] | None = None,
+    baseline: str | None = None,
+    *,
+    strict: bool = True,
+) -> tuple[list[Arm], list[tuple[str, str]]]:
+    """Arms for ``variants`` (default: every available one) against one target, and the skipped.
+
+    Without ``baseline``, sync variants compare with the first available of ``grpc-sync``,
+    ``grpc-sync-raw``, aio variants with ``grpc-aio``, ``grpc-aio-raw`` (else the sync baseline).
+    A named variant that cannot run raises RunError (with ``strict=False`` it is skipped too);
+    unnamed ones are skipped with their reason. "Cannot run" covers a module that is missing or
+    does not import, a target it does not apply to, and a caller that cannot be built (each
+    candidate is built once and closed, see ``benchmarks.variants.probe``).
+    """
+    usable, skipped = available_variants(target)
+    wanted: set[str] | None = None
+    if variants is not None:
+        wanted = {*variants, *([baseline] if baseline is not None else [])}
+    for variant in list(usable):
+        if wanted is not None and variant.name not in wanted:
+            continue
+        reason = probe(variant, target)
+        if reason is not None:
+            usable.remove(variant)
+            skipped.append((variant.name, reason))
+    by_name = {v.name: v for v in usable}
+    if variants is None:
+        # Sync family first, then aio, each in registration order (bare variants first).
+        chosen = sorted(usable, key=lambda v: v.kind == "aio")
+    else:
+        chosen = []
+        reasons = dict(skipped)
+        for name in variants:
+            variant = get_variant(name)
+            if name in reasons:
+                if not strict:
+                    continue
+                raise RunError(f"variant {name!r} cannot run: {reasons[name]}")
+            if variant not in chosen:
+                chosen.append(variant)
+        skipped = [(n, r) for n, r in skipped if n in variants]
+    if not chosen:
+        raise RunError("no variant can run against this target")
+    names = [v.name for v in chosen]
+    if baseline is not None and baseline not in names:
+        if baseline not in by_name:
+            raise RunError(f"baseline {baseline!r} is not an available variant")
+        chosen.insert(0, by_name[baseline])
+        names.insert(0, baseline)
+
+    def pick(kind: str) -> str:
+        if baseline is not None:
+            return baseline
+        preferred = SYNC_BASELINES if kind == "sync" else (*AIO_BASELINES, *SYNC_BASELINES)
+        for name in preferred:
+            if name in names:
+                return name
+        return names[0]
+
+    arms = [Arm(v.name, v.name, target, pick(v.kind)) for v in chosen]
+    return arms, skipped
+
+
+# -- one block
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class BlockStats:
+    """What one worker measured in one block (latencies and lags in ns)."""
+
+    latencies: list[int] = field(default_factory=list)
+    lags: list[int] | None = None
+    codes: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    elapsed_ns: int = 0
+    cpu_ns: int = 0
+
+    def absorb(self, other: BlockStats) -> None:
+        self.latencies.extend(other.latencies)
+        if other.lags is not None:
+            self.lags = (self.lags or []) + other.lags
+        self.codes.update(other.codes)
+        self.errors.update(other.errors)
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    """Status code name and a short message for a failed call."""
+    if isinstance(exc, grpc.RpcError):
+        code_fn = getattr(exc, "code", None)
+        code = code_fn() if callable(code_fn) else None
+        name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+        details_fn = getattr(exc, "details", None)
+        details = details_fn() if callable(details_fn) else str(exc)
+        return name, f"{name}: {details}"[:_MESSAGE_LIMIT]
+    return "CLIENT_ERROR", f"{type(exc).__name__}: {exc}"[:_MESSAGE_LIMIT]
+
+
+def intended_send_times(start_ns: int, rate: float, count: int) -> list[int]:
+    """The open-loop schedule: call ``i`` is due at ``start_ns + i * 1e9 / rate`` (ns, rounded)."""
+    if not rate > 0 or math.isinf(rate):
+        raise RunError(f"rate must be a finite number > 0, got {rate}")
+    if count < 0:
+        raise RunError(f"count must be >= 0, got {count}")
+    interval = 1e9 / rate
+    return [start_ns + round(i * interval) for i in range(count)]
+
+
+def _taker(calls: int | None, seconds: float | None) -> Callable[[], bool]:
+    if calls is not None:
+        counter = itertools.count()
+        return lambda: next(counter) < calls
+    if seconds is None:
+        raise RunError("a block needs calls or seconds")
+    deadline = time.perf_counter_ns() + int(seconds * 1e9)
+    return lambda: time.perf_counter_ns() < deadline
+
+
+def _gather_sync(
+    work: Callable[[], BlockStats], concurrency: int, executor: ThreadPoolExecutor | None
+) -> BlockStats:
+    cpu0, t0 = time.process_time_ns(), time.perf_counter_ns()
+    if concurrency == 1 or executor is None:
+        parts = [work()]
+    else:
+        futures = [executor.submit(work) for _ in range(concurrency)]
+        parts = [f.result() for f in futures]
+    stats = BlockStats(elapsed_ns=time.perf_counter_ns() - t0, cpu_ns=time.process_time_ns() - cpu0)
+    for part in parts:
+        stats.absorb(part)
+    return stats
+
+
+def closed_block_sync(
+    call: Callable[[], str],
+    *,
+    calls: int | None = None,
+    seconds: float | None = None,
+    concurrency: int = 1,
+    executor: ThreadPoolExecutor | None = None,
+    pause: float = 0.0,
+) -> BlockStats:
+    """``calls`` calls (or ``seconds`` of calling) with ``concurrency`` threads back to back.
+
+    ``executor`` must have at least ``concurrency`` threads when ``concurrency`` > 1. ``pause``
+    (seconds) idles each thread before every call, outside the measured latency.
+    """
+    take = _taker(calls, seconds)
+
+    def work() -> BlockStats:
+        part = BlockStats()
+        perf = time.perf_counter_ns
+        record = part.latencies.append
+        codes, errors = part.codes, part.errors
+        sleep = time.sleep
+        while take():
+            if pause:
+                sleep(pause)
+            t0 = perf()
+            try:
+                code = call()
+            except Exception as exc:
+                code, message = _classify(exc)
+                errors[message] += 1
+            record(perf() - t0)
+            codes[code] += 1
+        return part
+
+    return _gather_sync(work, concurrency, executor)
+
+
+def open_block_sync(
+    call: Callable[[], str],
+    *,
+    rate: float,
+    calls: int,
+    concurrency: int = 1,
+    executor: ThreadPoolExecutor | None = None,
+    start_ns: int | None = None,
+) -> BlockStats:
+    """``calls`` calls scheduled at ``rate`` per second, sent by ``concurrency`` threads.
+
+    Latency is measured from each call's intended send time (see the module doc). The schedule
+    starts at ``start_ns`` (``time.perf_counter_ns`` clock; default: 1 ms from now).
+    """
+    start = time.perf_counter_ns() + 1_000_000 if start_ns is None else start_ns
+    schedule = intended_send_times(start, rate, calls)
+    counter = itertools.count()
+
+    def work() -> BlockStats:
+        part = BlockStats(lags=[])
+        perf = time.perf_counter_ns
+        record = part.latencies.append
+        assert part.lags is not None
+        lag = part.lags.append
+        codes, errors = part.codes, part.errors
+        sleep = time.sleep
+        while (i := next(counter)) < calls:
+            intended = schedule[i]
+            wait = intended - perf()
+            if wait > 0:
+                sleep(wait / 1e9)
+            sent = perf()
+            try:
+                code = call()
+            except Exception as exc:
+                code, message = _classify(exc)
+                errors[message] += 1
+            record(perf() - intended)
+            lag(sent - intended)
+            codes[code] += 1
+        return part
+
+    return _gather_sync(work, concurrency, executor)
+
+
+async def _gather_aio(work: Callable[[], Awaitable[BlockStats]], concurrency: int) -> BlockStats:
+    cpu0, t0 = time.process_time_ns(), time.perf_counter_ns()
+    if concurrency == 1:
+        parts = [await work()]
+    else:
+        parts = list(await asyncio.gather(*(work() for _ in range(concurrency))))
+    stats = BlockStats(elapsed_ns=time.perf_counter_ns() - t0, cpu_ns=time.process_time_ns() - cpu0)
+    for part in parts:
+        stats.absorb(part)
+    return stats
+
+
+async def closed_block_aio(
+    call: Callable[[], Awaitable[str]],
+    *,
+    calls: int | None = None,
+    seconds: float | None = None,
+    concurrency: int = 1,
+    pause: float = 0.0,
+) -> BlockStats:
+    """The aio form of ``closed_block_sync``: ``concurrency`` tasks calling back to back."""
+    take = _taker(calls, seconds)
+
+    async def work() -> BlockStats:
+        part = BlockStats()
+        perf = time.perf_counter_ns
+        record = part.latencies.append
+        codes, errors = part.codes, part.errors
+        while take():
+            if pause:
+                await asyncio.sleep(pause)
+            t0 = perf()
+            try:
+                code = await call()
+            except Exception as exc:
+                code, message = _classify(exc)
+                errors[message] += 1
+            record(perf() - t0)
+            codes[code] += 1
+        return part
+
+    return await _gather_aio(work, concurrency)
+
+
+async def open_block_aio(
+    call: Callable[[], Awaitable[str]],
+    *,
+    rate: float,
+    calls: int,
+    concurrency: int = 1,
+    start_ns: int | None = None,
+) -> BlockStats:
+    """The aio form of ``open_block_sync``: ``concurrency`` tasks send on the schedule."""
+    start = time.perf_counter_ns() + 1_000_000 if start_ns is None else start_ns
+    schedule = intended_send_times(start, rate, calls)
+    counter = itertools.count()
+
+    async def work() -> BlockStats:
+        part = BlockStats(lags=[])
+        perf = time.perf_counter_ns
+        record = part.latencies.append
+        assert part.lags is not None
+        lag = part.lags.append
+        codes, errors = part.codes, part.errors
+        while (i := next(counter)) < calls:
+            intended = schedule[i]
+            wait = intended - perf()
+            if wait > 0:
+                await asyncio.sleep(wait / 1e9)
+            sent = perf()
+            try:
+                code = await call()
+            except Exception as exc:
+                code, message = _classify(exc)
+                errors[message] += 1
+            record(perf() - intended)
+            lag(sent - intended)
+            codes[code] += 1
+        return part
+
+    return await _gather_aio(work, concurrency)
+
+
+# -- one worker
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _WorkerPlan:
+    index: int
+    arms: tuple[Arm, ...]
+    load: LoadSpec
+    modules: tuple[str, ...]
+
+
+def _run_worker(
+    plan: _WorkerPlan, wait_all: Callable[[], None], progress: Callable[[int], None]
+) -> list[dict[str, Any]]:
+    """Build every arm's caller, warm up, run the rounds; return one record per block."""
+    import importlib
+
+    for module in plan.modules:
+        importlib.import_module(module)
+    load, index = plan.load, plan.index
+    concurrency = load.share(load.concurrency, index)
+    block_calls = load.share(load.block_calls, index)
+    warmup_calls = load.share(load.warmup_calls, index)
+    rate = (load.rate or 0.0) / load.workers
+    settings = VariantSettings(concurrency=concurrency)
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(concurrency, "bench") if concurrency > 1 else None
+    callers: list[SyncCaller | AsyncCaller] = []
+    records: list[dict[str, Any]] = []
+    try:
+        variants: list[Variant] = [get_variant(arm.variant) for arm in plan.arms]
+        for arm, variant in zip(plan.arms, variants, strict=True):
+            try:
+                if variant.sync_factory is not None:
+                    callers.append(variant.sync_factory(arm.target, settings))
+                else:
+                    assert variant.aio_factory is not None
+                    factory = variant.aio_factory(arm.target, settings)
+                    callers.append(loop.run_until_complete(factory))
+            except Exception as exc:
+                raise RunError(
+                    f"variant {variant.name!r} could not be built: {type(exc).__name__}: {exc}"
+                ) from exc
+
+        def block(
+            caller: SyncCaller | AsyncCaller, calls: int | None, mode: Mode, pause: float = 0.0
+        ) -> BlockStats:
+            seconds = load.block_seconds if calls is None else None
+            if mode == "open":
+                count = calls if calls is not None else max(1, round(rate * (seconds or 0.0)))
+                if isinstance(caller, SyncCaller):
+                    return open_block_sync(
+                        caller.call,
+                        rate=rate,
+                        calls=count,
+                        concurrency=concurrency,
+                        executor=executor,
+                    )
+                return loop.run_until_complete(
+                    open_block_aio(caller.call, rate=rate, calls=count, concurrency=concurrency)
+                )
+            if isinstance(caller, SyncCaller):
+                return closed_block_sync(
+                    caller.call,
+                    calls=calls,
+                    seconds=seconds,
+                    concurrency=concurrency,
+                    executor=executor,
+                    pause=pause,
+                )
+            return loop.run_until_complete(
+                closed_block_aio(
+                    caller.call,
+                    calls=calls,
+                    seconds=seconds,
+                    concurrency=concurrency,
+                    pause=pause,
+                )
+            )
+
+        for caller in callers:
+            if warmup_calls:
+                block(caller, max(warmup_calls, concurrency), "closed")
+            progress(1)
+        per_block = None if load.block_seconds is not None else block_calls
+        for round_index in range(load.rounds):
+            for arm_index, caller in enumerate(callers):
+                wait_all()
+                pause = plan.arms[arm_index].pause_ms / 1000.0
+                stats = block(caller, per_block, load.mode, pause)
+                records.append(_block_record(index, round_index, arm_index, stats))
+                progress(1)
+    finally:
+        for caller in callers:
+            with contextlib.suppress(Exception):
+                if isinstance(caller, SyncCaller):
+                    caller.close()
+                else:
+                    loop.run_until_complete(caller.close())
+        if executor is not None:
+            executor.shutdown(wait=True)
+        loop.close()
+    return records
+
+
+def _block_record(worker: int, round_index: int, arm: int, stats: BlockStats) -> dict[str, Any]:
+    latency = Histogram()
+    latency.record_many(stats.latencies)
+    lag: dict[str, Any] | None = None
+    if stats.lags is not None:
+        lag_histogram = Histogram()
+        lag_histogram.record_many(max(0, v) for v in stats.lags)
+        lag = lag_histogram.to_dict()
+    return {
+        "worker": worker,
+        "round": round_index,
+        "arm": arm,
+        "latency": latency.to_dict(),
+        "lag": lag,
+        "codes": dict(stats.codes),
+        "errors": dict(stats.errors),
+        "elapsed_ns": stats.elapsed_ns,
+        "cpu_ns": stats.cpu_ns,
+    }
+
+
+class _Aborted(Exception):
+    """Another worker failed; this one stops at its next block."""
+
+
+def worker_main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
+    """Body of a worker process (``python -m benchmarks._worker``).
+
+    Reads one line (the pickled plan) from stdin, then speaks JSON lines on stdout: ``sync`` before
+    every block (and waits for ``go`` on stdin), ``progress``, and finally ``result`` or ``error``.
+    """
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    # Anything else the process prints must not corrupt the protocol.
+    sys.stdout = sys.stderr
+
+    def send(kind: str, payload: Any) -> None:
+        stdout.write(json.dumps([kind, payload]) + "\n")
+        stdout.flush()
+
+    def wait_all() -> None:
+        send("sync", None)
+        if stdin.readline().strip() != "go":
+            raise _Aborted
+
+    try:
+        plan = pickle.loads(base64.b64decode(stdin.readline()))
+        records = _run_worker(plan, wait_all, lambda steps: send("progress", steps))
+    except _Aborted:
+        send("error", "stopped: another worker failed")
+        return 1
+    except BaseException:
+        send("error", traceback.format_exc())
+        return 1
+    send("result", records)
+    return 0
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The same import path as this process, so variant modules resolve alike in the workers.
+    paths = [str(Path(__file__).resolve().parent.parent), *(p for p in sys.path if p)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def _run_processes(plans: list[_WorkerPlan], progress: Progress) -> list[dict[str, Any]]:
+    """Run one worker process per plan; the parent is the barrier between blocks."""
+    env = _child_env()
+    lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
+    processes: list[subprocess.Popen[str]] = []
+    results: dict[int, list[dict[str, Any]]] = {}
+
+    def pump(index: int, stream: IO[str]) -> None:
+        for line in stream:
+            lines.put((index, line))
+        lines.put((index, None))
+
+    def tell_all(word: str) -> None:
+        for process in processes:
+            if process.poll() is None and process.stdin is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    process.stdin.write(word + "\n")
+                    process.stdin.flush()
+
+    try:
+        for plan in plans:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks._worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            processes.append(process)
+            assert process.stdin is not None and process.stdout is not None
+            threading.Thread(
+                target=pump, args=(plan.index, process.stdout), name="bench-pump", daemon=True
+            ).start()
+            process.stdin.write(base64.b64encode(pickle.dumps(plan)).decode() + "\n")
+            process.stdin.flush()
+        waiting: set[int] = set()
+        while len(results) < len(plans):
+            try:
+                index, line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if line is None:
+                if index in results:
+                    continue
+                tell_all("abort")
+                code = processes[index].wait()
+                raise RunError(f"worker {index} ended without results (exit code {code})")
+            kind, payload = json.loads(line)
+            if kind == "sync":
+                waiting.add(index)
+                if len(waiting) == len(plans):
+                    waiting.clear()
+                    tell_all("go")
+            elif kind == "progress":
+                progress.advance(int(payload))
+            elif kind == "result":
+                results[index] = payload
+            else:
+                tell_all("abort")
+                raise RunError(f"worker {index} failed:\n{payload}")
+    finally:
+        for process in processes:
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+            try:
+                process.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+    return [record for index in sorted(results) for record in results[index]]
+
+
+# -- results
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArmResult:
+    """Merged measurements of one arm. Latencies in ns; ``lag`` only for the open loop."""
+
+    label: str
+    variant: str
+    description: str
+    kind: str
+    baseline: str
+    target: Target
+    latency: Histogram
+    lag: Histogram | None
+    codes: dict[str, int]
+    errors: dict[str, int]
+    elapsed_ns: int
+    cpu_ns: int
+    round_p50_ns: list[int]
+    ratios: list[float]
+    throughput_ratios: list[float] = field(default_factory=list)
+    pause_ms: float = 0.0
+
+    @property
+    def calls(self) -> int:
+        return self.latency.count
+
+    @property
+    def failed(self) -> int:
+        return sum(n for code, n in self.codes.items() if code != "OK")
+
+    @property
+    def throughput(self) -> float:
+        """Calls per second over the arm's blocks (wall time, slowest worker per block)."""
+        return self.calls / (self.elapsed_ns / 1e9) if self.elapsed_ns else 0.0
+
+    @property
+    def cpu_us_per_call(self) -> float:
+        """Client CPU (all threads of all workers) per call, in microseconds."""
+        return self.cpu_ns / 1e3 / self.calls if self.calls else 0.0
+
+    @property
+    def ratio_median(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else math.nan
+
+    @property
+    def ratio_min(self) -> float:
+        return min(self.ratios) if self.ratios else math.nan
+
+    @property
+    def ratio_max(self) -> float:
+        return max(self.ratios) if self.ratios else math.nan
+
+    @property
+    def throughput_ratio_median(self) -> float:
+        """Median over rounds of this arm's calls/s over the baseline's in the same round."""
+        return statistics.median(self.throughput_ratios) if self.throughput_ratios else math.nan
+
+    def percentiles_ns(self) -> dict[float, int]:
+        return self.latency.percentiles(PERCENTILES)
+
+
+@dataclass
+class RunResult:
+    """Everything a report shows."""
+
+    arms: list[ArmResult]
+    skipped: list[tuple[str, str]]
+    load: LoadSpec
+    command: str
+    environment: dict[str, Any]
+    started_at: str
+    wall_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def arm(self, label: str) -> ArmResult:
+        for arm in self.arms:
+            if arm.label == label:
+                return arm
+        raise KeyError(label)
+
+
+def _assemble(
+    arms: Sequence[Arm], load: LoadSpec, records: list[dict[str, Any]]
+) -> list[ArmResult]:
+    results: list[ArmResult] = []
+    round_p50: dict[tuple[int, int], int] = {}
+    round_rate: dict[tuple[int, int], float] = {}
+    per_arm: list[dict[str, Any]] = []
+    for arm_index in range(len(arms)):
+        mine = [r for r in records if r["arm"] == arm_index]
+        latency = Histogram.merged(Histogram.from_dict(r["latency"]) for r in mine)
+        lags = [Histogram.from_dict(r["lag"]) for r in mine if r["lag"] is not None]
+        codes: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        elapsed = 0
+        for round_index in range(load.rounds):
+            in_round = [r for r in mine if r["round"] == round_index]
+            merged = Histogram.merged(Histogram.from_dict(r["latency"]) for r in in_round)
+            round_p50[(arm_index, round_index)] = merged.percentile(50)
+            slowest = max((r["elapsed_ns"] for r in in_round), default=0)
+            round_rate[(arm_index, round_index)] = merged.count / slowest if slowest else 0.0
+            elapsed += slowest
+        for record in mine:
+            codes.update(record["codes"])
+            errors.update(record["errors"])
+        per_arm.append(
+            {
+                "latency": latency,
+                "lag": Histogram.merged(lags) if lags else None,
+                "codes": dict(codes.most_common()),
+                "errors": dict(errors.most_common(10)),
+                "elapsed": elapsed,
+                "cpu": sum(r["cpu_ns"] for r in mine),
+            }
+        )
+    labels = [arm.label for arm in arms]
+    for arm_index, arm in enumerate(arms):
+        base_index = labels.index(arm.baseline)
+        p50s = [round_p50[(arm_index, r)] for r in range(load.rounds)]
+        ratios = [
+            round_p50[(arm_index, r)] / round_p50[(base_index, r)]
+            for r in range(load.rounds)
+            if round_p50[(base_index, r)] > 0
+        ]
+        rate_ratios = [
+            round_rate[(arm_index, r)] / round_rate[(base_index, r)]
+            for r in range(load.rounds)
+            if round_rate[(base_index, r)] > 0
+        ]
+        variant = get_variant(arm.variant)
+        data = per_arm[arm_index]
+        results.append(
+            ArmResult(
+                label=arm.label,
+                variant=arm.variant,
+                description=variant.description,
+                kind=variant.kind,
+                baseline=arm.baseline,
+                target=arm.target,
+                latency=data["latency"],
+                lag=data["lag"],
+                codes=data["codes"],
+                errors=data["errors"],
+                elapsed_ns=data["elapsed"],
+                cpu_ns=data["cpu"],
+                round_p50_ns=p50s,
+                ratios=ratios,
+                throughput_ratios=rate_ratios,
+                pause_ms=arm.pause_ms,
+            )
+        )
+    return results
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def cpu_busy(seconds: float = 0.2) -> float | None:
+    """Share of all CPUs busy over ``seconds`` (from /proc/stat; None where there is none)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return round(1.0 - (idle1 - idle0) / total, 3) if total > 0 else None
+
+
+def run(
+    arms: Sequence[Arm],
+    load: LoadSpec | None = None,
+    *,
+    skipped: Sequence[tuple[str, str]] = (),
+    command: str | None = None,
+    progress: bool | None = None,
+    busy_before: float | None = None,
+) -> RunResult:
+    """Run ``arms`` under ``load`` and return the merged result.
+
+    One worker runs in this process; more are spawned processes (each builds its own channels).
+    ``progress`` draws a bar on stderr (None: only when stderr is a terminal). ``command`` is what
+    the report names as the command (default: this process's command line). ``busy_before`` is
+    the share of CPUs other work kept busy before the run (see ``cpu_busy``; measured here when
+    not given: pass it when the run starts servers of its own first).
+    """
+    load = load or LoadSpec()
+    if not arms:
+        raise RunError("nothing to run: no arms")
+    labels = [arm.label for arm in arms]
+    if len(set(labels)) != len(labels):
+        raise RunError(f"arm labels must be unique, got {labels}")
+    for arm in arms:
+        if arm.baseline not in labels:
+            raise RunError(f"arm {arm.label!r} compares with {arm.baseline!r}, which is not an arm")
+        if arm.pause_ms and load.mode == "open":
+            raise RunError(f"arm {arm.label!r}: pause_ms applies to the closed loop only")
+        reason = get_variant(arm.variant).unavailable(arm.target)
+        if reason is not None:
+            raise RunError(f"variant {arm.variant!r} cannot run: {reason}")
+    modules = tuple(sorted({get_variant(arm.variant).module for arm in arms}))
+    if load.workers > 1 and "__main__" in modules:
+        raise RunError(
+            "worker processes import the modules that register the variants; variants registered "
+            "in __main__ (a script) run with workers=1 only: move them into an importable module"
+        )
+    plans = [_WorkerPlan(i, tuple(arms), load, modules) for i in range(load.workers)]
+    steps = load.workers * len(arms) * (load.rounds + 1)
+    bar = Progress(steps, enabled=progress)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    load_before = _load_average()
+    busy_before = cpu_busy() if busy_before is None else busy_before
+    t0 = time.monotonic()
+    try:
+        if load.workers == 1:
+            records = _run_worker(plans[0], lambda: None, bar.advance)
+        else:
+            records = _run_processes(plans, bar)
+    finally:
+        bar.close()
+    wall = time.monotonic() - t0
+    notes: list[str] = []
+    env = environment()
+    env["machine"]["load_average_before"] = load_before
+    env["machine"]["load_average_after"] = _load_average()
+    env["machine"]["cpu_busy_before"] = busy_before
+    if busy_before is not None and busy_before >= 0.2:
+        notes.append(
+            f"other work kept {busy_before * 100:.0f} % of the CPUs busy just before the run: "
+            "expect noisier latencies and wider ratio ranges"
+        )
+    if load.mode == "open":
+        notes.append(
+            "open loop: latency is measured from each call's intended send time "
+            "(coordinated-omission corrected); the send lag column shows how late senders were."
+        )
+        if any(get_variant(arm.variant).kind == "aio" for arm in arms):
+            notes.append(
+                "open loop, aio variants: senders wake on the event loop's timer, which rounds "
+                "waits up to whole milliseconds; that lateness is part of their latency."
+            )
+    return RunResult(
+        arms=_assemble(arms, load, records),
+        skipped=list(skipped),
+        load=load,
+        command=command if command is not None else shlex.join(sys.argv),
+        environment=env,
+        started_at=started,
+        wall_seconds=wall,
+        notes=notes,
+    )

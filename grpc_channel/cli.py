@@ -1,0 +1,62 @@
+"""The ``grpc-channel`` command: ``grpc-channel demo ...`` and ``grpc-channel bench ...``.
+
+``demo`` serves the demo AppCallback app on loopback until SIGTERM/SIGINT (see
+``grpc_channel.demo``); ``bench`` runs the invoke-latency benchmark (see ``benchmarks.cli``).
+``main(argv)`` returns the exit code: 0 success, 1 a failed run or check, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from benchmarks import cli as bench_cli
+    from grpc_channel import demo
+
+    parser = argparse.ArgumentParser(
+        prog="grpc-channel", description="grpc-channel tools: a demo app and a benchmark."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo_parser = commands.add_parser(
+        "demo",
+        help="serve the demo AppCallback app on loopback",
+        description=demo.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_arguments(demo_parser)
+    bench_parser = commands.add_parser(
+        "bench",
+        help="benchmark invoke latency (default: all variants against the demo app)",
+        description=bench_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench_cli.add_arguments(bench_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``grpc-channel`` command with ``argv`` (default: ``sys.argv[1:]``)."""
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv_list)
+    if args.command == "demo":
+        from grpc_channel import demo
+
+        try:
+            config = demo.config_from_args(args)
+        except demo.DemoError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return demo.serve_until_signalled(config, lambda line: print(line, flush=True))
+    from benchmarks import cli as bench_cli
+
+    return bench_cli.execute(args, f"grpc-channel {shlex.join(argv_list)}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""End to end: ``grpc-channel bench`` against the demo app, writing every report format."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+from google.protobuf import any_pb2, descriptor_pb2
+from support_bench import demo_process
+
+from benchmarks.cli import accuracy_verdict
+from benchmarks.environment import environment
+from benchmarks.histogram import Histogram
+from benchmarks.runner import ArmResult, LoadSpec, RunResult
+from benchmarks.target import TargetError, invoke_target, json_target, load_descriptor_set
+from benchmarks.variants import registered_variants
+from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
+from grpc_channel.cli import main
+from grpc_channel.v1 import common_pb2
+
+SMALL = ["--rounds", "2", "--block", "40", "--warmup", "5", "--no-progress"]
+
+
+def _outputs(tmp_path: Path) -> list[str]:
+    return [
+        "--html",
+        str(tmp_path / "r.html"),
+        "--json-out",
+        str(tmp_path / "r.json"),
+        "--csv",
+        str(tmp_path / "r.csv"),
+    ]
+
+
+def test_default_run_writes_table_json_csv_and_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", *SMALL, *_outputs(tmp_path)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "command: grpc-channel bench --rounds 2" in table
+    assert re.search(r"grpcio \d", table) and "CPUs" in table
+    assert re.search(r"^grpc-sync\s+80\s", table, re.M)
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["schema"] == "grpc-channel-bench/1"
+    assert report["command"].startswith("grpc-channel bench")
+    assert set(report["environment"]["versions"]) >= {
+        "python",
+        "grpcio",
+        "protobuf",
+        "grpc_channel",
+    }
+    assert report["environment"]["machine"]["cpu_count"] >= 1
+    labels = [arm["label"] for arm in report["arms"]]
+    assert {"grpc-sync", "grpc-sync-raw", "grpc-aio", "grpc-aio-raw"} <= set(labels)
+    # Every registered variant either ran or is listed as skipped with its reason.
+    skipped = {entry["variant"]: entry["reason"] for entry in report["skipped"]}
+    assert set(labels) | set(skipped) == {v.name for v in registered_variants()}
+    assert all(skipped.values())
+    kinds = [arm["kind"] for arm in report["arms"]]
+    assert kinds == sorted(kinds, key=lambda k: k == "aio")  # sync family first
+    for arm in report["arms"]:
+        assert arm["calls"] == 80 and arm["codes"] == {"OK": 80}
+        latency = arm["latency_ms"]
+        assert 0 < latency["min"] <= latency["p50"] <= latency["p99"] <= latency["max"]
+        assert len(arm["ratio_to_baseline_p50"]["rounds"]) == 2
+        assert arm["cpu_us_per_call"] > 0
+
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert [row["label"] for row in rows] == labels
+    assert all(row["command"] == report["command"] for row in rows)
+
+    page = (tmp_path / "r.html").read_text()
+    assert page.count("<svg") == 5 and "<polyline" in page  # sync and aio plots apart
+    assert report["command"].split()[0] in page and "grpcio" in page
+    # Self-contained: no scripts, stylesheets or images fetched from anywhere.
+    assert not re.search(r"""(src|href)=["']?https?:""", page)
+    assert "<script" not in page
+
+
+def test_open_loop_with_two_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "bench",
+        *SMALL,
+        "--mode",
+        "open",
+        "--rate",
+        "400",
+        "--workers",
+        "2",
+        "--concurrency",
+        "2",
+        "--variants",
+        "grpc-sync,grpc-aio",
+        *_outputs(tmp_path),
+    ]
+    assert main(argv) == 0
+    assert "lag p99 ms" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["load"]["workers"] == 2 and report["load"]["mode"] == "open"
+    for arm in report["arms"]:
+        assert arm["calls"] == 80
+        assert arm["send_lag_ms"]["max"] >= 0
+    assert "intended send time" in " ".join(report["notes"])
+
+
+def _descriptor_set() -> bytes:
+    """Our InvokeRequest plus a service that declares OnInvoke under Dapr's path."""
+    fds = descriptor_pb2.FileDescriptorSet()
+    any_pb2.DESCRIPTOR.CopyToProto(fds.file.add())
+    common_pb2.DESCRIPTOR.CopyToProto(fds.file.add())
+    service_file = fds.file.add(
+        name="bench_test/appcallback.proto",
+        package="dapr.proto.runtime.v1",
+        dependency=[common_pb2.DESCRIPTOR.name],
+        syntax="proto3",
+    )
+    service = service_file.service.add(name="AppCallback")
+    service.method.add(
+        name="OnInvoke",
+        input_type=".grpc_channel.v1.InvokeRequest",
+        output_type=".grpc_channel.v1.InvokeResponse",
+    )
+    # Files in reverse order: the loader must sort out the imports itself.
+    fds.file.reverse()
+    return fds.SerializeToString()
+
+
+def test_json_payload_with_a_descriptor_set_against_a_running_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    descriptors = tmp_path / "set.pb"
+    descriptors.write_bytes(_descriptor_set())
+    with demo_process() as app:
+        argv = [
+            "bench",
+            *SMALL,
+            "--target",
+            app.address,
+            "--method",
+            ON_INVOKE,
+            "--json",
+            '{"method": "echo", "contentType": "text/plain"}',
+            "--descriptor-set",
+            str(descriptors),
+            "--metadata",
+            "x-run=1",
+            "--variants",
+            "grpc-sync,grpc-sync-raw",
+            *_outputs(tmp_path),
+        ]
+        assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [arm["label"] for arm in report["arms"]] == ["grpc-sync", "grpc-sync-raw"]
+    assert all(arm["codes"] == {"OK": 80} for arm in report["arms"])
+    assert report["arms"][0]["target"]["request_type"] == "grpc_channel.v1.InvokeRequest"
+    assert report["arms"][0]["target"]["metadata_keys"] == ["x-run"]
+
+
+def test_json_target_errors_name_the_problem() -> None:
+    data = _descriptor_set()
+    with pytest.raises(TargetError, match="does not match"):
+        json_target("127.0.0.1:1", ON_INVOKE, '{"nope": 1}', data)
+    with pytest.raises(TargetError, match="no method"):
+        json_target("127.0.0.1:1", "/dapr.proto.runtime.v1.AppCallback/Nope", "{}", data)
+    with pytest.raises(TargetError, match="name the request and response types"):
+        json_target("127.0.0.1:1", "/x.Y/Z", "{}", data)
+    typed = json_target(
+        "127.0.0.1:1",
+        "/x.Y/Z",
+        '{"method": "m"}',
+        data,
+        request_type="grpc_channel.v1.InvokeRequest",
+        response_type="grpc_channel.v1.InvokeResponse",
+    )
+    assert common_pb2.InvokeRequest.FromString(typed.payload).method == "m"
+    with pytest.raises(TargetError, match="FileDescriptorSet"):
+        load_descriptor_set(b"\xff\xff")
+    with pytest.raises(TargetError, match="path like"):
+        json_target("127.0.0.1:1", "OnInvoke", "{}", data)
+
+
+def test_list_variants(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--list-variants"]) == 0
+    out = capsys.readouterr().out
+    for name in ("grpc-sync", "grpc-sync-raw", "grpc-aio", "grpc-aio-raw"):
+        assert re.search(rf"^{name}\s", out, re.M)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--mode", "open"], "rate"),
+        (["--method", "/a.B/C"], "payload"),
+        (["--payload-hex", "zz", "--method", "/a.B/C"], "hex"),
+        (["--json", "{}"], "--descriptor-set"),
+        (["--metadata", "novalue"], "KEY=VALUE"),
+        (["--variants", "nope"], "unknown variant"),
+        (["--workers", "2"], "concurrency"),
+        (["--target", "127.0.0.1:1", "--delay-ms", "5"], "--delay-ms configure the demo app"),
+        (["--payload-hex", "00", "--method", "/a.B/C", "--size", "3"], "--size shape"),
+        (["--descriptor-set", "x.pb"], "need --json"),
+        (["--accuracy-check", "--baseline", "grpc-sync"], "takes no"),
+        (["--accuracy-check", "--variants", "grpc-sync,chain"], "one variant"),
+        (["--calls", "0"], "--calls"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(
+    extra: list[str], match: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["bench", *SMALL, "--no-files", *extra]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_accuracy_check_runs_both_comparisons(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "bench",
+        "--accuracy-check",
+        "--rounds",
+        "2",
+        "--block",
+        "15",
+        "--warmup",
+        "3",
+        "--no-progress",
+        *_outputs(tmp_path),
+    ]
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code in (0, 1)  # the verdict depends on the machine; the check itself must run
+    assert "accuracy vs back-to-back bare" in out and "accuracy vs idle-matched bare" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    arms = {arm["label"]: arm for arm in report["arms"]}
+    assert list(arms) == ["bare", "bare-idle", "delayed"]
+    assert arms["bare-idle"]["pause_ms"] == 5.0
+    assert all(arm["codes"] == {"OK": 30} for arm in arms.values())
+    # The delayed app sleeps 5 ms per call: its p50 is above the bare one (order only).
+    assert arms["delayed"]["latency_ms"]["p50"] > arms["bare"]["latency_ms"]["p50"]
+
+
+def _result_with_p50s(p50_ms: dict[str, float]) -> RunResult:
+    arms = []
+    for label, value in p50_ms.items():
+        histogram = Histogram()
+        histogram.record(int(value * 1e6), 10)
+        arms.append(
+            ArmResult(
+                label,
+                "grpc-sync",
+                "",
+                "sync",
+                "bare",
+                invoke_target("127.0.0.1:1"),
+                histogram,
+                None,
+                {"OK": 10},
+                {},
+                1,
+                1,
+                [],
+                [],
+            )
+        )
+    return RunResult(arms, [], LoadSpec(), "cmd", environment(), "now", 0.0)
+
+
+def test_accuracy_verdict_judges_by_the_idle_matched_bare_round_trip() -> None:
+    ok, lines = accuracy_verdict(
+        _result_with_p50s({"bare": 0.5, "bare-idle": 1.0, "delayed": 6.1}), 5.0
+    )
+    assert ok
+    assert "outside 5 %" in lines[0] and "within 5 %" in lines[1]
+    ok, lines = accuracy_verdict(
+        _result_with_p50s({"bare": 0.5, "bare-idle": 1.0, "delayed": 7.0}), 5.0
+    )
+    assert not ok and "outside 5 %" in lines[1]
+
+
+def test_preset_picks_variants_and_explicit_options_win(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "bench",
+        "--preset",
+        "channel-throughput",
+        "--concurrency",
+        "4",
+        "--rounds",
+        "1",
+        "--warmup",
+        "4",
+        "--block",
+        "40",
+        "--no-progress",
+        *_outputs(tmp_path),
+    ]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["load"]["concurrency"] == 4  # given explicitly: the preset's 64 gives way
+    assert report["load"]["block_calls"] == 40
+    labels = [arm["label"] for arm in report["arms"]]
+    skipped = [entry["variant"] for entry in report["skipped"]]
+    assert labels + skipped == ["grpc-aio", "channel-aio"]
+    assert report["arms"][0]["ratio_to_baseline_throughput"]["rounds"] == [1.0]
+
+
+def test_raw_bytes_payload_against_any_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with demo_process() as app:
+        argv = [
+            "bench",
+            *SMALL,
+            "--target",
+            app.address,
+            "--method",
+            HEALTH_CHECK,
+            "--payload-hex",
+            "",
+            *_outputs(tmp_path),
+        ]
+        assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    labels = [arm["label"] for arm in report["arms"]]
+    assert "grpc-sync-raw" in labels and "grpc-sync" not in labels
+    assert all(arm["codes"] == {"OK": 80} for arm in report["arms"])
+    assert all(arm["baseline"] in ("grpc-sync-raw", "grpc-aio-raw") for arm in report["arms"])
+    skipped = {entry["variant"]: entry["reason"] for entry in report["skipped"]}
+    assert "raw-bytes" in skipped["grpc-sync"]
+    if "channel" in skipped:
+        assert "OnInvoke" in skipped["channel"]
