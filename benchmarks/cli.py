@@ -295,6 +295,37 @@ def _demo_app(args: argparse.Namespace, delay_ms: float, stall: bool = True) -> 
         handle.stop()
 
 
+def show_sample_invoke(address: str, out: Callable[[str], Any] = print) -> None:
+    """Invoke the demo app once through :class:`grpc_channel.Channel` and print what came back.
+
+    The first call also sets up the connection, so the latency shown is the median of 20 warm calls.
+    """
+    import statistics
+    import time
+
+    from grpc_channel import InvokeMethodRequest, dial, timeout, with_insecure
+
+    port = address.rsplit(":", 1)[1]
+    with dial(address, with_insecure()) as channel:
+        channel.wait_until_ready(10)
+        request = InvokeMethodRequest("echo").with_data(b"hello from grpc-channel", "text/plain")
+        response = channel.invoke_method(request, timeout(5))
+        latencies_ms = []
+        for _ in range(20):
+            started = time.perf_counter()
+            channel.invoke_method(request, timeout(5))
+            latencies_ms.append((time.perf_counter() - started) * 1e3)
+    status = response.status
+    out(f"sample invoke: Channel.invoke_method -> demo app on 127.0.0.1:{port} (OnInvoke 'echo')")
+    out(f"  status:   {status.code} {status.grpc_code.name} {status.message!r}")
+    out(f"  headers:  {dict(response.headers.items())}")
+    out(f"  trailers: {dict(response.trailers.items())}")
+    out(f"  data:     {response.data!r} ({response.content_type})")
+    median_ms = statistics.median(latencies_ms)
+    out(f"  latency:  {median_ms:.3f} ms (median of 20 warm calls; percentiles below)")
+    out("")
+
+
 def accuracy_verdict(result: RunResult, delay_ms: float) -> tuple[bool, list[str]]:
     """Judge an accuracy-check run (arms ``bare``, ``bare-idle``, ``delayed``).
 
@@ -362,6 +393,8 @@ def run_command(args: argparse.Namespace, command: str) -> int:
                 address = args.target
             else:
                 address = stack.enter_context(_demo_app(args, args.delay_ms or 0.0))
+                if not args.quiet and args.stall_after is None:
+                    show_sample_invoke(address)
             target = _build_target(args, address)
             names = [n.strip() for n in args.variants.split(",")] if args.variants else None
             arms, skipped = plan_arms(target, names, args.baseline, strict=strict)

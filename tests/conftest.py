@@ -1,4 +1,4 @@
-"""Test-wide settings. Fixtures live in the ``support_*`` modules next to the tests that use them."""
+"""Test-wide settings. Fixtures live in the ``support_*`` modules beside the tests."""
 
 from __future__ import annotations
 

@@ -44,6 +44,11 @@ def test_default_run_writes_table_json_csv_and_html(
     assert "command: grpc-channel bench --rounds 2" in table
     assert re.search(r"grpcio \d", table) and "CPUs" in table
     assert re.search(r"^grpc-sync\s+80\s", table, re.M)
+    # The main job first shows one real invoke through the Channel: status, headers, trailers.
+    assert "sample invoke: Channel.invoke_method -> demo app on 127.0.0.1:" in table
+    assert "status:   0 OK" in table
+    assert "headers:  {'demo-call': ['1']}" in table
+    assert "trailers: {'demo-trailer': ['ok']}" in table
 
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["schema"] == "grpc-channel-bench/1"
