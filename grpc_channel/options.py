@@ -1236,6 +1236,10 @@ def with_default_call_options(*call_options: CallOption) -> DefaultCallOptionsDi
     return DefaultCallOptionsDialOption(tuple(call_options))
 
 
+# grpc core's floor for the initial/max reconnect backoff and the minimum connect timeout.
+_MIN_RECONNECT_SECONDS = 0.1
+
+
 def with_connect_params(
     *,
     base_delay: float = DEFAULTS.base_delay,
@@ -1250,13 +1254,22 @@ def with_connect_params(
     grpcio honours ``base_delay`` (``grpc.initial_reconnect_backoff_ms``), ``max_delay``
     (``grpc.max_reconnect_backoff_ms``) and ``min_connect_timeout``
     (``grpc.min_reconnect_backoff_ms``, which grpc core uses as the minimum connect timeout), in
-    whole milliseconds. Its multiplier and jitter are fixed at 1.6 and 0.2 with no channel
-    argument, so other values are refused.
+    whole milliseconds. grpc core raises any of the three below 100 ms to 100 ms, so smaller
+    values are refused. Its multiplier and jitter are fixed at 1.6 and 0.2 with no channel
+    argument, so other values are refused too.
     """
     name = "with_connect_params"
     base = _positive_seconds(name, base_delay)
     top = _positive_seconds(name, max_delay)
     mct = _positive_seconds(name, min_connect_timeout)
+    for value in (base_delay, max_delay, min_connect_timeout):
+        if value < _MIN_RECONNECT_SECONDS:
+            raise _refuse(
+                name,
+                value,
+                "grpc core raises backoff delays and the connect timeout below 0.1 s to 0.1 s;"
+                " pass at least 0.1",
+            )
     if top < base:
         raise _refuse(name, max_delay, f"max_delay must be >= base_delay ({base:g} s)")
     if multiplier != DEFAULTS.multiplier:

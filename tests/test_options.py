@@ -246,6 +246,16 @@ _REFUSALS: list[tuple[Any, str]] = [
         "(grpc core has no channel argument for it)",
     ),
     (
+        lambda: _o.with_connect_params(base_delay=0.05),
+        "with_connect_params: got 0.05; grpc core raises backoff delays and the connect timeout "
+        "below 0.1 s to 0.1 s; pass at least 0.1",
+    ),
+    (
+        lambda: _o.with_connect_params(min_connect_timeout=0.01),
+        "with_connect_params: got 0.01; grpc core raises backoff delays and the connect timeout "
+        "below 0.1 s to 0.1 s; pass at least 0.1",
+    ),
+    (
         lambda: _o.with_connect_params(base_delay=5, max_delay=1),
         "with_connect_params: got 1; max_delay must be >= base_delay (5 s)",
     ),
