@@ -31,6 +31,7 @@ from benchmarks.target import (
     bytes_target,
     invoke_target,
     json_target,
+    reflect_descriptor_set,
 )
 from benchmarks.variants import (
     AsyncCaller,
@@ -68,6 +69,7 @@ __all__ = [
     "invoke_target",
     "json_target",
     "plan_arms",
+    "reflect_descriptor_set",
     "register",
     "registered_variants",
     "run",

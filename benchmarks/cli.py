@@ -29,6 +29,7 @@ from benchmarks.target import (
     bytes_target,
     invoke_target,
     json_target,
+    reflect_descriptor_set,
 )
 from benchmarks.variants import VariantError, available_variants, registered_variants
 from grpc_channel.demo import DemoError
@@ -88,6 +89,8 @@ def _check_combinations(args: argparse.Namespace) -> None:
     else:
         if unused := given("descriptor_set", "request_type", "response_type"):
             raise _UsageError(f"{', '.join(unused)} need --json")
+        if args.reflect:
+            raise _UsageError("--reflect needs --json")
     demo = given("delay_ms", "stall_after", "stall_ms", "demo_threads")
     if args.target is not None and demo:
         raise _UsageError(f"{', '.join(demo)} configure the demo app; drop them with --target")
@@ -130,6 +133,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--payload-hex", help="request as raw bytes written in hex")
     target.add_argument("--json", dest="json_request", help="request as JSON text, or @file")
     target.add_argument("--descriptor-set", help="FileDescriptorSet file for --json")
+    target.add_argument(
+        "--reflect",
+        action="store_true",
+        help="for --json: get the method's types from the server by gRPC server reflection",
+    )
     target.add_argument("--request-type", help="request message full name (with --json)")
     target.add_argument("--response-type", help="response message full name (with --json)")
     target.add_argument(
@@ -238,13 +246,17 @@ def _build_target(args: argparse.Namespace, address: str) -> Target:
     if sum(v is not None for v in raw) > 1:
         raise _UsageError("give at most one of --payload-file, --payload-hex and --json")
     if args.json_request is not None:
-        if args.method is None or args.descriptor_set is None:
-            raise _UsageError("--json needs --method and --descriptor-set")
+        if args.method is None or (args.descriptor_set is None) == (not args.reflect):
+            raise _UsageError("--json needs --method and one of --descriptor-set and --reflect")
+        if args.reflect:
+            descriptors = reflect_descriptor_set(address, args.method)
+        else:
+            descriptors = Path(args.descriptor_set).read_bytes()
         return json_target(
             address,
             args.method,
             _read_text(args.json_request),
-            Path(args.descriptor_set).read_bytes(),
+            descriptors,
             request_type=args.request_type,
             response_type=args.response_type,
             metadata=metadata,

@@ -35,6 +35,7 @@ __all__ = [
     "invoke_target",
     "json_target",
     "load_descriptor_set",
+    "reflect_descriptor_set",
     "resolve_message_types",
     "split_method_path",
 ]
@@ -279,6 +280,56 @@ def json_target(
         timeout=timeout,
         label=label,
     )
+
+
+def reflect_descriptor_set(address: str, method: str, *, timeout: float = 10.0) -> bytes:
+    """Ask the server at ``address`` (gRPC server reflection) for the file that declares the
+    service of ``method``, with every file it depends on; return them as a serialized
+    ``FileDescriptorSet``, dependencies first, ready for :func:`json_target`.
+
+    Raises:
+        TargetError: the server does not answer within ``timeout`` seconds, has no reflection
+            service, or does not know the service.
+    """
+    import grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    service_name, _ = split_method_path(method)
+    channel = grpc.insecure_channel(address)
+    try:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError as exc:
+            raise TargetError(f"{address} did not answer within {timeout:g} s") from exc
+        database = ProtoReflectionDescriptorDatabase(channel)
+        try:
+            root = database.FindFileContainingSymbol(service_name)
+        except KeyError as exc:
+            raise TargetError(
+                f"{address} does not know service {service_name!r} by reflection"
+            ) from exc
+        except grpc.RpcError as exc:
+            raise TargetError(
+                f"server reflection on {address} failed: {exc.code().name} {exc.details()}"
+            ) from exc
+        ordered: list[descriptor_pb2.FileDescriptorProto] = []
+        seen: set[str] = set()
+
+        def add(file_proto: descriptor_pb2.FileDescriptorProto) -> None:
+            # Dependencies before dependants: a descriptor pool needs them in that order.
+            if file_proto.name in seen:
+                return
+            seen.add(file_proto.name)
+            for dependency in file_proto.dependency:
+                add(database.FindFileByName(dependency))
+            ordered.append(file_proto)
+
+        add(root)
+    finally:
+        channel.close()
+    return descriptor_pb2.FileDescriptorSet(file=ordered).SerializeToString()
 
 
 def resolve_message_types(target: Target) -> MessageTypes | None:

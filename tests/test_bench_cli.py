@@ -5,17 +5,28 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import pytest
-from google.protobuf import any_pb2, descriptor_pb2
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool
+from grpc_reflection.v1alpha import reflection
 from support_bench import demo_process
 
 from benchmarks.cli import accuracy_verdict
 from benchmarks.environment import environment
 from benchmarks.histogram import Histogram
 from benchmarks.runner import ArmResult, LoadSpec, RunResult
-from benchmarks.target import TargetError, invoke_target, json_target, load_descriptor_set
+from benchmarks.target import (
+    TargetError,
+    invoke_target,
+    json_target,
+    load_descriptor_set,
+    reflect_descriptor_set,
+)
 from benchmarks.variants import registered_variants
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
 from grpc_channel.cli import main
@@ -164,6 +175,78 @@ def test_json_payload_with_a_descriptor_set_against_a_running_target(
     assert all(arm["codes"] == {"OK": 80} for arm in report["arms"])
     assert report["arms"][0]["target"]["request_type"] == "grpc_channel.v1.InvokeRequest"
     assert report["arms"][0]["target"]["metadata_keys"] == ["x-run"]
+
+
+@contextmanager
+def _reflecting_server() -> Iterator[str]:
+    """OnInvoke echo plus gRPC server reflection over a pool that declares the service."""
+    pool = descriptor_pool.DescriptorPool()
+    fds = descriptor_pb2.FileDescriptorSet.FromString(_descriptor_set())
+    for file_proto in reversed(fds.file):  # _descriptor_set lists dependants first
+        pool.Add(file_proto)
+
+    def on_invoke(request: bytes, context: grpc.ServicerContext) -> bytes:
+        parsed = common_pb2.InvokeRequest.FromString(request)
+        return common_pb2.InvokeResponse(content_type=parsed.content_type).SerializeToString()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "dapr.proto.runtime.v1.AppCallback",
+                {"OnInvoke": grpc.unary_unary_rpc_method_handler(on_invoke)},
+            )
+        ]
+    )
+    reflection.enable_server_reflection(
+        ["dapr.proto.runtime.v1.AppCallback", reflection.SERVICE_NAME], server, pool=pool
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
+
+
+def test_json_payload_with_types_found_by_server_reflection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with _reflecting_server() as address:
+        descriptors = reflect_descriptor_set(address, ON_INVOKE)
+        names = [f.name for f in descriptor_pb2.FileDescriptorSet.FromString(descriptors).file]
+        # Dependencies first, each file once.
+        assert names == [
+            "google/protobuf/any.proto",
+            common_pb2.DESCRIPTOR.name,
+            "bench_test/appcallback.proto",
+        ]
+        argv = [
+            "bench",
+            *SMALL,
+            "--target",
+            address,
+            "--method",
+            ON_INVOKE,
+            "--json",
+            '{"method": "echo", "contentType": "text/plain"}',
+            "--reflect",
+            "--variants",
+            "grpc-sync",
+            *_outputs(tmp_path),
+        ]
+        assert main(argv) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["arms"][0]["codes"] == {"OK": 80}
+    assert report["arms"][0]["target"]["request_type"] == "grpc_channel.v1.InvokeRequest"
+
+
+def test_reflection_errors_name_the_problem() -> None:
+    with _reflecting_server() as address, pytest.raises(TargetError, match=r"'x\.Nope'"):
+        reflect_descriptor_set(address, "/x.Nope/M")
+    with demo_process() as app, pytest.raises(TargetError, match=r"reflection on .* UNIMPLEMENTED"):
+        reflect_descriptor_set(app.address, ON_INVOKE)
+    assert main(["bench", "--reflect", "--no-files"]) == 2
 
 
 def test_json_target_errors_name_the_problem() -> None:
