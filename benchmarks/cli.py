@@ -51,17 +51,21 @@ _INVOKE_METADATA = ["x-request-id=bench", "x-tenant=demo", "accept=application/j
 PRESETS: dict[str, dict[str, Any]] = {
     "interceptors": {
         "about": "issue 3, policies as interceptors vs composed, with/without tracing, sync+aio",
-        "variants": "grpc-sync,intercept,chain,intercept+tracing,chain+tracing,"
-        "grpc-aio,intercept-aio,chain-aio,intercept-aio+tracing,chain-aio+tracing",
+        # grpc-*-by-hand: reference, the token sent and headers/trailers read with plain grpcio.
+        "variants": "grpc-sync,grpc-sync-by-hand,intercept,chain,intercept+tracing,chain+tracing,"
+        "grpc-aio,grpc-aio-by-hand,intercept-aio,chain-aio,intercept-aio+tracing,chain-aio+tracing",
     },
     "channel": {
         "about": "issue 4, Channel.invoke_method sync and aio vs bare stubs, 3 metadata pairs",
         "metadata": _INVOKE_METADATA,
-        "variants": "grpc-sync,channel,channel+tracing,grpc-aio,channel-aio,channel-aio+tracing",
+        # channel/channel-aio compare with grpc-{sync,aio}-invoke (the same bytes and metadata on
+        # the wire); grpc-sync/grpc-aio and the *-same-work stubs are there for reference.
+        "variants": "grpc-sync,grpc-sync-invoke,grpc-sync-same-work,channel,channel+tracing,"
+        "grpc-aio,grpc-aio-invoke,grpc-aio-same-work,channel-aio,channel-aio+tracing",
     },
     "channel-throughput": {
         "about": "issue 4, aio with 64 calls in flight (see the rps ratio)",
-        "variants": "grpc-aio,channel-aio",
+        "variants": "grpc-aio,grpc-aio-invoke,channel-aio",
         "metadata": _INVOKE_METADATA,
         "concurrency": 64,
         "demo_threads": 64,

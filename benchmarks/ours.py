@@ -17,6 +17,22 @@ provider with an in-memory reader, so spans and metrics are really made.
   only. Each call builds a fresh ``InvokeMethodRequest`` (as an application does), carrying the
   target's metadata as internal metadata, so its conversion to gRPC metadata is paid on every call
   (a reused request would convert once); the response captures headers and trailers.
+- ``grpc-sync-by-hand``/``grpc-aio-by-hand``: reference for ``chain``/``chain-aio``, a bare stub
+  doing by hand the wire-visible part of the policies: it sends the target's metadata plus the app
+  token and reads the headers and trailers (``with_call``; awaiting ``initial_metadata()`` and
+  ``trailing_metadata()``); no limit. What is left between it and ``chain`` is our Python.
+- ``grpc-sync-invoke``/``grpc-aio-invoke``: the Channel variants' baselines, bare grpcio stubs
+  putting the same thing on the wire as ``invoke_method``: the same ``InvokeRequest`` bytes (built
+  per call, as a stub user builds a request per call, since the Channel variants build their
+  ``InvokeMethodRequest`` per call) and the same gRPC metadata (the target's metadata converted as
+  ``invoke_method`` converts it, HTTP-header conversion on, then ``dapr-api-token``; the pairs are
+  worked out once, at set-up). They read nothing but the reply. So a Channel variant's ratio is the
+  cost of our client-side work alone: the request model, the metadata conversion, the token and
+  limit policies, and capturing headers and trailers.
+- ``grpc-sync-same-work``/``grpc-aio-same-work``: the same bare stubs doing grpcio's share of that
+  work too (``with_call``, or awaiting the call, then reading the initial and trailing metadata):
+  what capture costs inside grpcio, which no wrapper can avoid. The gap between these and
+  ``channel``/``channel-aio`` is our Python.
 
 Every import of project code happens inside the factories, and each variant lists the modules it
 needs, so a missing or broken module only makes its variants unavailable (with the reason).
@@ -30,7 +46,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from benchmarks.target import Target
+from benchmarks.target import Target, resolve_message_types
 from benchmarks.variants import (
     AsyncCaller,
     SyncCaller,
@@ -42,7 +58,15 @@ from benchmarks.variants import (
     sync_unary,
 )
 
-__all__: list[str] = []
+__all__ = ["AIO_CHANNEL_BASELINE", "AIO_SAME_WORK", "CHANNEL_BASELINE", "SAME_WORK"]
+
+CHANNEL_BASELINE = "grpc-sync-invoke"
+"""The sync Channel variants' baseline: a bare stub sending what ``invoke_method`` sends."""
+AIO_CHANNEL_BASELINE = "grpc-aio-invoke"
+"""The aio Channel variants' baseline."""
+SAME_WORK = "grpc-sync-same-work"
+"""The sync bare stub that also reads headers and trailers (grpcio's share of capture)."""
+AIO_SAME_WORK = "grpc-aio-same-work"
 
 _POLICY_MODULES = (
     "interceptors._chain",
@@ -211,6 +235,156 @@ def _invoke_parts(
     return request, dial_options, call_options
 
 
+def _by_hand(target: Target, settings: VariantSettings) -> SyncCaller:
+    channel = grpc.insecure_channel(target.address, options=channel_options())
+    types = resolve_message_types(target)
+    assert types is not None
+    request_cls, response_cls = types
+    stub = channel.unary_unary(
+        target.method,
+        request_serializer=request_cls.SerializeToString,
+        response_deserializer=response_cls.FromString,
+    )
+    payload = request_cls.FromString(target.payload)
+    pairs = (*target.metadata, ("dapr-api-token", settings.app_token))
+    timeout = target.timeout
+
+    def call() -> str:
+        _, rpc = stub.with_call(payload, timeout=timeout, metadata=pairs)
+        rpc.initial_metadata()
+        rpc.trailing_metadata()
+        return "OK"
+
+    return SyncCaller(call, channel.close)
+
+
+async def _by_hand_aio(target: Target, settings: VariantSettings) -> AsyncCaller:
+    channel = grpc.aio.insecure_channel(target.address, options=channel_options())
+    types = resolve_message_types(target)
+    assert types is not None
+    request_cls, response_cls = types
+    stub = channel.unary_unary(
+        target.method,
+        request_serializer=request_cls.SerializeToString,
+        response_deserializer=response_cls.FromString,
+    )
+    payload = request_cls.FromString(target.payload)
+    pairs = (*target.metadata, ("dapr-api-token", settings.app_token))
+    timeout = target.timeout
+
+    async def call() -> str:
+        rpc = stub(payload, timeout=timeout, metadata=pairs)
+        await rpc
+        await rpc.initial_metadata()
+        await rpc.trailing_metadata()
+        return "OK"
+
+    return AsyncCaller(call, _aio_closer(channel, None))
+
+
+def _needs_types(target: Target) -> str | None:
+    if target.request_type is None:
+        return "the target has no message types (raw-bytes payload)"
+    return None
+
+
+def _bare_invoke_parts(
+    target: Target, settings: VariantSettings
+) -> tuple[Callable[[], Any], tuple[tuple[str, str | bytes], ...], Any, Any]:
+    """What a bare OnInvoke stub needs to send exactly what ``invoke_method`` sends.
+
+    Returns a per-call request builder (an ``InvokeRequest`` with the method, content type and data
+    as ``Any``, as ``InvokeMethodRequest.to_invoke_request`` builds it), the metadata pairs (the
+    target's metadata as internal metadata, converted once here by the same function
+    ``invoke_method`` uses, then the app token the Channel variants are dialled with, in the order
+    the Channel sends them) and the request/response classes.
+    """
+    from google.protobuf import any_pb2
+
+    from grpc_channel.invoke import InvokeMethodRequest
+    from grpc_channel.v1 import common_pb2
+
+    spec = target.invoke
+    assert spec is not None
+    method, data, content_type = spec.method, spec.data, spec.content_type
+    internal: dict[str, list[str]] = {}
+    for key, value in target.metadata:
+        internal.setdefault(key, []).append(value)
+    converted = InvokeMethodRequest(method).with_metadata(internal).grpc_pairs(True)
+    pairs = (*converted, ("dapr-api-token", settings.app_token))
+    request_cls = common_pb2.InvokeRequest
+
+    def request() -> Any:
+        return request_cls(method=method, content_type=content_type, data=any_pb2.Any(value=data))
+
+    return request, pairs, request_cls, common_pb2.InvokeResponse
+
+
+def _bare_invoke(same_work: bool) -> Callable[[Target, VariantSettings], SyncCaller]:
+    def factory(target: Target, settings: VariantSettings) -> SyncCaller:
+        from grpc_channel.appcallback import ON_INVOKE
+
+        request, pairs, request_cls, response_cls = _bare_invoke_parts(target, settings)
+        channel = grpc.insecure_channel(target.address, options=channel_options())
+        stub = channel.unary_unary(
+            ON_INVOKE,
+            request_serializer=request_cls.SerializeToString,
+            response_deserializer=response_cls.FromString,
+        )
+        timeout = target.timeout
+
+        if same_work:
+
+            def call() -> str:
+                _, rpc = stub.with_call(request(), timeout=timeout, metadata=pairs)
+                rpc.initial_metadata()
+                rpc.trailing_metadata()
+                return "OK"
+
+        else:
+
+            def call() -> str:
+                stub(request(), timeout=timeout, metadata=pairs)
+                return "OK"
+
+        return SyncCaller(call, channel.close)
+
+    return factory
+
+
+def _bare_invoke_aio(same_work: bool) -> Callable[[Target, VariantSettings], Any]:
+    async def factory(target: Target, settings: VariantSettings) -> AsyncCaller:
+        from grpc_channel.appcallback import ON_INVOKE
+
+        request, pairs, request_cls, response_cls = _bare_invoke_parts(target, settings)
+        channel = grpc.aio.insecure_channel(target.address, options=channel_options())
+        stub = channel.unary_unary(
+            ON_INVOKE,
+            request_serializer=request_cls.SerializeToString,
+            response_deserializer=response_cls.FromString,
+        )
+        timeout = target.timeout
+
+        if same_work:
+
+            async def call() -> str:
+                rpc = stub(request(), timeout=timeout, metadata=pairs)
+                await rpc
+                await rpc.initial_metadata()
+                await rpc.trailing_metadata()
+                return "OK"
+
+        else:
+
+            async def call() -> str:
+                await stub(request(), timeout=timeout, metadata=pairs)
+                return "OK"
+
+        return AsyncCaller(call, _aio_closer(channel, None))
+
+    return factory
+
+
 def _channel(tracing: bool) -> Callable[[Target, VariantSettings], SyncCaller]:
     def factory(target: Target, settings: VariantSettings) -> SyncCaller:
         from grpc_channel.channel import dial
@@ -263,7 +437,40 @@ _POLICIES = "token + concurrency limit + capture"
 _INVOKE = "invoke_method: token, limit, metadata conversion, capture"
 
 
+_BARE_INVOKE = "bare grpcio stub, the same InvokeRequest and metadata as invoke_method"
+_SAME_WORK = "the same, plus grpcio's share of capture (reads headers and trailers)"
+
+
 def _register_all() -> None:
+    about = "bare stub sending the token and reading headers and trailers by hand"
+    register(
+        Variant("grpc-sync-by-hand", f"{about} (sync)", sync_factory=_by_hand, applies=_needs_types)
+    )
+    register(
+        Variant(
+            "grpc-aio-by-hand", f"{about} (aio)", aio_factory=_by_hand_aio, applies=_needs_types
+        )
+    )
+    for name, same_work in ((CHANNEL_BASELINE, False), (SAME_WORK, True)):
+        register(
+            Variant(
+                name,
+                f"{_SAME_WORK if same_work else _BARE_INVOKE} (sync)",
+                sync_factory=_bare_invoke(same_work),
+                requires=_CHANNEL_MODULES,
+                applies=_needs_invoke,
+            )
+        )
+    for name, same_work in ((AIO_CHANNEL_BASELINE, False), (AIO_SAME_WORK, True)):
+        register(
+            Variant(
+                name,
+                f"{_SAME_WORK if same_work else _BARE_INVOKE} (aio)",
+                aio_factory=_bare_invoke_aio(same_work),
+                requires=_CHANNEL_MODULES,
+                applies=_needs_invoke,
+            )
+        )
     sync: list[Variant] = []
     aio: list[Variant] = []
     for tracing in (False, True):
@@ -289,6 +496,7 @@ def _register_all() -> None:
                 sync_factory=_channel(tracing),
                 requires=(*_CHANNEL_MODULES, *extra),
                 applies=_needs_invoke,
+                baselines=(CHANNEL_BASELINE,),
             ),
         ]
         aio += [
@@ -310,6 +518,7 @@ def _register_all() -> None:
                 aio_factory=_channel_aio(tracing),
                 requires=(*_AIO_CHANNEL_MODULES, *extra),
                 applies=_needs_invoke,
+                baselines=(AIO_CHANNEL_BASELINE,),
             ),
         ]
     # Listed as the report shows them: sync family first, each without then with tracing.

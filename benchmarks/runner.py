@@ -190,8 +190,9 @@ def plan_arms(
 ) -> tuple[list[Arm], list[tuple[str, str]]]:
     """Arms for ``variants`` (default: every available one) against one target, and the skipped.
 
-    Without ``baseline``, sync variants compare with the first available of ``grpc-sync``,
-    ``grpc-sync-raw``, aio variants with ``grpc-aio``, ``grpc-aio-raw`` (else the sync baseline).
+    Without ``baseline``, a variant compares with the first of its own ``baselines`` in the run,
+    else sync variants with the first available of ``grpc-sync``, ``grpc-sync-raw``, aio variants
+    with ``grpc-aio``, ``grpc-aio-raw`` (else the sync baseline).
     A named variant that cannot run raises RunError (with ``strict=False`` it is skipped too);
     unnamed ones are skipped with their reason. "Cannot run" covers a module that is missing or
     does not import, a target it does not apply to, and a caller that cannot be built (each
@@ -233,16 +234,19 @@ def plan_arms(
         chosen.insert(0, by_name[baseline])
         names.insert(0, baseline)
 
-    def pick(kind: str) -> str:
+    def pick(variant: Variant) -> str:
         if baseline is not None:
             return baseline
-        preferred = SYNC_BASELINES if kind == "sync" else (*AIO_BASELINES, *SYNC_BASELINES)
+        family: tuple[str, ...] = (
+            SYNC_BASELINES if variant.kind == "sync" else (*AIO_BASELINES, *SYNC_BASELINES)
+        )
+        preferred: tuple[str, ...] = (*variant.baselines, *family)
         for name in preferred:
             if name in names:
                 return name
         return names[0]
 
-    arms = [Arm(v.name, v.name, target, pick(v.kind)) for v in chosen]
+    arms = [Arm(v.name, v.name, target, pick(v)) for v in chosen]
     return arms, skipped
 
 

@@ -95,7 +95,9 @@ class Variant:
     ``requires`` lists importable modules the factory needs; ``applies`` returns why the variant
     does not apply to a target (None when it does). ``family`` groups variants for the baseline
     choice: ``"sync"`` variants compare with the bare sync stub, ``"aio"`` ones with the bare aio
-    stub.
+    stub. ``baselines`` names the variants this one prefers to be compared with, first present in
+    the run wins, ahead of the family's defaults (the Channel variants name the bare stubs that put
+    the same bytes and metadata on the wire).
     """
 
     name: str
@@ -104,6 +106,7 @@ class Variant:
     aio_factory: AsyncFactory | None = None
     requires: tuple[str, ...] = ()
     applies: Callable[[Target], str | None] = field(default=_always, compare=False)
+    baselines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.sync_factory is None) == (self.aio_factory is None):

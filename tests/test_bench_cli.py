@@ -394,8 +394,12 @@ def test_preset_picks_variants_and_explicit_options_win(
     assert report["load"]["block_calls"] == 40
     labels = [arm["label"] for arm in report["arms"]]
     skipped = [entry["variant"] for entry in report["skipped"]]
-    assert labels + skipped == ["grpc-aio", "channel-aio"]
+    assert labels + skipped == ["grpc-aio", "grpc-aio-invoke", "channel-aio"]
     assert report["arms"][0]["ratio_to_baseline_throughput"]["rounds"] == [1.0]
+    # The Channel variant compares with the bare stub that sends the same bytes and metadata.
+    baselines = {arm["label"]: arm["baseline"] for arm in report["arms"]}
+    assert baselines.get("channel-aio", "grpc-aio-invoke") == "grpc-aio-invoke"
+    assert baselines.get("grpc-aio-invoke", "grpc-aio") == "grpc-aio"
 
 
 def test_raw_bytes_payload_against_any_method(
