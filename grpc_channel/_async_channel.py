@@ -28,7 +28,7 @@ import asyncio
 import time
 from collections.abc import Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.message import Message
@@ -50,6 +50,7 @@ from grpc_channel.options import (
     with_insecure,
 )
 from grpc_channel.v1 import appcallback_pb2, common_pb2
+from interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
 from interceptors._concurrency import ConcurrencyLimit
 
 __all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
@@ -65,6 +66,7 @@ class AsyncChannel:
     manager: leaving the block closes it."""
 
     __slots__ = (
+        "_captures",
         "_closed",
         "_engine",
         "_fast",
@@ -96,10 +98,20 @@ class AsyncChannel:
         # OnInvoke always speaks protobuf (the AppCallback contract), whatever codec is dialled;
         # calls without call options skip the engine's per-call record when the dial-level plan
         # needs none (the hot path), the others go through the engine.
-        self._invoke_mc = grpc_channel.unary_unary(
+        invoke_mc = grpc_channel.unary_unary(
             core.ON_INVOKE_PATH, core.serialize_invoke_request, core.parse_invoke_response
         )
-        self._invoke_route = core.invoke_route(self._invoke_mc)
+        self._invoke_route = core.invoke_route(invoke_mc)
+        # The fast path reads headers and trailers of every call: over our policies, from the
+        # call's own record (no extra awaits); over a bare grpc.aio channel, by awaiting them.
+        self._captures = isinstance(grpc_channel, WrappedAioChannel)
+        self._invoke_mc = (
+            grpc_channel.capturing_unary_unary(
+                core.ON_INVOKE_PATH, core.serialize_invoke_request, core.parse_invoke_response
+            )
+            if isinstance(grpc_channel, WrappedAioChannel)
+            else invoke_mc
+        )
         self._fast = plan.plain
         self._closed = False
 
@@ -139,18 +151,23 @@ class AsyncChannel:
         if refusal is not None:
             return self._failure(refusal)
         try:
-            if self._fast and not call_options:
+            # The fast path: no call options, or just timeout(s) (see core.timeout_only).
+            if self._fast and (not call_options or core.timeout_only(call_options)):
                 plan = self._plan
                 call = self._invoke_mc(
                     request.to_invoke_request(),
-                    timeout=plan.template.timeout,
+                    timeout=core.fast_timeout(call_options, plan.template.timeout),
                     metadata=core.call_metadata(request, plan.template.metadata) or None,
                     **plan.fast_kwargs,
                 )
                 reply = await call
-                # tuple(): grpc.aio.Metadata is slow to size and walk; its pairs are not.
-                headers_md = tuple(await call.initial_metadata())
-                return core.reply_response(reply, headers_md, tuple(await call.trailing_metadata()))
+                if self._captures:
+                    headers_md, trailers_md = cast(AioUnaryUnaryCall, call).response_metadata()
+                else:
+                    # tuple(): grpc.aio.Metadata is slow to size and walk; its pairs are not.
+                    headers_md = tuple(await call.initial_metadata())
+                    trailers_md = tuple(await call.trailing_metadata())
+                return core.reply_response(reply, headers_md, trailers_md)
             headers, trailers = Metadata(), Metadata()
             reply = await self._engine.call_unary(
                 self._invoke_route,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Awaitable, Iterable
-from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 
 import grpc
 from google.protobuf import empty_pb2
@@ -39,6 +39,7 @@ from grpc_channel.options import (
     DialOption,
     DialSettings,
     OptionError,
+    TimeoutCallOption,
     force_codec,
     with_app_token,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "closed_error",
     "describe",
     "error_response",
+    "fast_timeout",
     "health_channel",
     "invoke_route",
     "not_ready_error",
@@ -76,6 +78,7 @@ __all__ = [
     "ready_answer",
     "reply_response",
     "split_dial_options",
+    "timeout_only",
     "version_error",
     "with_raise_errors",
 ]
@@ -338,6 +341,21 @@ def call_metadata(
     if own:
         md = md + own if md else own
     return md
+
+
+def timeout_only(call_options: tuple[CallOption, ...]) -> bool:
+    """True when ``call_options`` is exactly one ``timeout(s)``: a static option that only sets
+    the timeout, so a channel without per-call work at dial level can pass it straight to grpcio
+    (the channels' fast path) instead of folding a per-call record."""
+    return len(call_options) == 1 and type(call_options[0]) is TimeoutCallOption
+
+
+def fast_timeout(call_options: tuple[CallOption, ...], default: float | None) -> float | None:
+    """The timeout of a fast-path call: its ``timeout(s)`` option (when :func:`timeout_only`
+    held), else the dial-level default."""
+    if call_options:
+        return cast(TimeoutCallOption, call_options[0]).timeout
+    return default
 
 
 def error_response(error: grpc.RpcError) -> InvokeMethodResponse:

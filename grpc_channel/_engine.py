@@ -136,7 +136,7 @@ class CallPlan:
     CallInfo at all.
     """
 
-    __slots__ = ("dynamic", "fast_kwargs", "plain", "template")
+    __slots__ = ("codec_chosen", "dynamic", "fast_kwargs", "plain", "template")
 
     def __init__(
         self,
@@ -147,6 +147,7 @@ class CallPlan:
         secure: bool | None = None,
     ) -> None:
         template = CallInfo(codec=codec, target=target, secure=secure)
+        channel_codec = template.codec
         options = tuple(default_call_options)
         folded = 0
         for opt in options:
@@ -159,6 +160,8 @@ class CallPlan:
             opt.before(template)
             folded += 1
         self.template = template
+        # A folded default call option (force_codec) chose the codec: it then beats a route's own.
+        self.codec_chosen = template.codec is not channel_codec
         self.dynamic = options[folded:]
         self.plain = (
             not self.dynamic
@@ -276,8 +279,13 @@ def begin(
     credentials: grpc.CallCredentials | None = None,
     wait_for_ready: bool | None = None,
     compression: grpc.Compression | None = None,
+    codec: Codec | None = None,
 ) -> tuple[CallInfo, list[CallOption]]:
     """Fold everything for one call and run the ``before`` hooks.
+
+    ``codec`` is the route's codec: it replaces the channel's codec as the call's default (a
+    ``force_codec`` among the dial-level default call options or the call's own still wins).
+    Without it the call starts from the channel's codec.
 
     Returns the CallInfo and the options whose ``after`` must run. On refusal (a ``before`` raised,
     an argument is not a CallOption, credentials do not fit the channel) the ``on_finish``
@@ -285,6 +293,8 @@ def begin(
     """
     info = plan.template.copy()
     info.method = method
+    if codec is not None and not plan.codec_chosen:
+        info.codec = codec
     ctx = _context_pairs()
     if ctx:
         info.metadata = ctx + info.metadata if info.metadata else ctx
@@ -618,7 +628,9 @@ class SyncEngine:
         trailers, error) instead of raising for a failed call. A refusal by a ``before`` hook,
         and a hook's own exception, still raise."""
         route = self.route(method, Shape.UNARY_UNARY, response_type)
-        info, afters = begin(self.plan, method, options, timeout=timeout, metadata=metadata)
+        info, afters = begin(
+            self.plan, method, options, timeout=timeout, metadata=metadata, codec=route.codec
+        )
         self._run_unary(route, request, info, capture=True)
         hook_error = complete(info, afters)
         if hook_error is not None:
@@ -690,6 +702,7 @@ class SyncEngine:
             credentials=credentials,
             wait_for_ready=wait_for_ready,
             compression=compression,
+            codec=route.codec,
         )
         self._run_unary(route, request, info, capture=bool(afters))
         return outcome(info, complete(info, afters))
@@ -740,6 +753,7 @@ class SyncEngine:
             credentials=credentials,
             wait_for_ready=wait_for_ready,
             compression=compression,
+            codec=route.codec,
         )
         requests: _RequestEncoder | None = None
         try:
@@ -913,7 +927,9 @@ class AsyncEngine:
     ) -> CallInfo:
         """As :meth:`SyncEngine.unary_unary_info`."""
         route = self.route(method, Shape.UNARY_UNARY, response_type)
-        info, afters = begin(self.plan, method, options, timeout=timeout, metadata=metadata)
+        info, afters = begin(
+            self.plan, method, options, timeout=timeout, metadata=metadata, codec=route.codec
+        )
         await self._run_unary(route, request, info)
         hook_error = complete(info, afters)
         if hook_error is not None:
@@ -975,6 +991,7 @@ class AsyncEngine:
             credentials=credentials,
             wait_for_ready=wait_for_ready,
             compression=compression,
+            codec=route.codec,
         )
         await self._run_unary(route, request, info)
         return outcome(info, complete(info, afters))
@@ -1020,6 +1037,7 @@ class AsyncEngine:
             credentials=credentials,
             wait_for_ready=wait_for_ready,
             compression=compression,
+            codec=route.codec,
         )
         requests: _RequestEncoder | None = None
         try:

@@ -179,11 +179,12 @@ class Channel:
         if refusal is not None:
             return self._failure(refusal)
         try:
-            if self._fast and not call_options:
+            # The fast path: no call options, or just timeout(s) (see core.timeout_only).
+            if self._fast and (not call_options or core.timeout_only(call_options)):
                 plan = self._plan
                 reply, call = self._invoke_mc.with_call(
                     request.to_invoke_request(),
-                    timeout=plan.template.timeout,
+                    timeout=core.fast_timeout(call_options, plan.template.timeout),
                     metadata=core.call_metadata(request, plan.template.metadata) or None,
                     **plan.fast_kwargs,
                 )

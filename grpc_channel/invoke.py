@@ -160,6 +160,15 @@ def _internal_copy(name: str, md: object) -> dict[str, list[str]]:
         )
     out: dict[str, list[str]] = {}
     for key, values in md.items():
+        # Fast path: the usual str key with a list of ASCII str values passes every check below
+        # (ASCII text is valid UTF-8); anything else takes the full checks.
+        if type(key) is str and key.isascii() and type(values) is list:
+            for v in values:
+                if type(v) is not str or not v.isascii():
+                    break
+            else:
+                out[key] = values.copy()
+                continue
         if not isinstance(key, str):
             raise InvokeError(f"{name} keys must be str, got {type(key).__name__}")
         _check_str(f"{name} key {key!a}", key)
@@ -177,6 +186,32 @@ def _internal_copy(name: str, md: object) -> dict[str, list[str]]:
             _check_str(f"{name}[{key!a}] value", v)
         out[key] = vals
     return out
+
+
+_PairsKey: TypeAlias = tuple[bool, tuple[tuple[str, tuple[str, ...]], ...]]
+_CONVERTED: dict[_PairsKey, tuple[tuple[str, MetadataValue], ...]] = {}
+_CONVERTED_MAX: Final = 256
+
+
+def _converted_pairs(
+    internal: dict[str, list[str]], http_header_conversion: bool
+) -> tuple[tuple[str, MetadataValue], ...]:
+    """``internal_to_grpc(internal, http_header_conversion).to_grpc()``, memoised by content.
+
+    Applications build a fresh request per call, usually with the same few metadata sets, so the
+    conversion (and its checks) runs once per distinct set rather than once per call. The result
+    depends on the content alone (a pure function, and immutable pairs); a set that fails to
+    convert is not remembered, so it fails again the same way. At most ``_CONVERTED_MAX`` sets
+    are kept (the table is emptied when full: bounded memory, no lock needed).
+    """
+    key = (http_header_conversion, tuple([(k, tuple(v)) for k, v in internal.items()]))
+    pairs = _CONVERTED.get(key)
+    if pairs is None:
+        pairs = internal_to_grpc(internal, http_header_conversion).to_grpc()
+        if len(_CONVERTED) >= _CONVERTED_MAX:
+            _CONVERTED.clear()
+        _CONVERTED[key] = pairs
+    return pairs
 
 
 def _internal_to_pb(md: Mapping[str, Sequence[str]]) -> dict[str, internals_pb2.ListStringValue]:
@@ -387,7 +422,7 @@ class InvokeMethodRequest:
         MetadataError like :meth:`grpc_metadata` (and nothing is cached then)."""
         pairs = self._pairs.get(http_header_conversion)
         if pairs is None:
-            pairs = internal_to_grpc(self._metadata, http_header_conversion).to_grpc()
+            pairs = _converted_pairs(self._metadata, http_header_conversion)
             self._pairs[http_header_conversion] = pairs
         return pairs
 
@@ -632,14 +667,57 @@ class InvokeMethodResponse:
     :meth:`from_internal`; ``with_*`` builders change it and return it.
     """
 
-    __slots__ = ("_content_type", "_data", "headers", "status", "trailers")
+    __slots__ = (
+        "_content_type",
+        "_data",
+        "_headers",
+        "_raw_headers",
+        "_raw_trailers",
+        "_trailers",
+        "status",
+    )
+
+    _headers: Metadata | None
+    _trailers: Metadata | None
+    # grpcio's pairs, read into Metadata on first access (see from_reply); None once read.
+    _raw_headers: tuple[tuple[str, MetadataValue], ...] | None
+    _raw_trailers: tuple[tuple[str, MetadataValue], ...] | None
 
     def __init__(self, status: InvokeStatus | None = None) -> None:
         self.status = InvokeStatus() if status is None else status
-        self.headers = Metadata()
-        self.trailers = Metadata()
+        self._headers = Metadata()
+        self._trailers = Metadata()
+        self._raw_headers = self._raw_trailers = None
         self._data: any_pb2.Any | None = None
         self._content_type = ""
+
+    @property
+    def headers(self) -> Metadata:
+        """The response headers (gRPC initial metadata) as :class:`Metadata`."""
+        md = self._headers
+        if md is None:
+            md = self._headers = Metadata.from_grpc(self._raw_headers)
+            self._raw_headers = None
+        return md
+
+    @headers.setter
+    def headers(self, value: Metadata) -> None:
+        self._headers = value
+        self._raw_headers = None
+
+    @property
+    def trailers(self) -> Metadata:
+        """The response trailers (gRPC trailing metadata) as :class:`Metadata`."""
+        md = self._trailers
+        if md is None:
+            md = self._trailers = Metadata.from_grpc(self._raw_trailers)
+            self._raw_trailers = None
+        return md
+
+    @trailers.setter
+    def trailers(self, value: Metadata) -> None:
+        self._trailers = value
+        self._raw_trailers = None
 
     # construction ---------------------------------------------------------------------------
 
@@ -697,11 +775,19 @@ class InvokeMethodResponse:
         """The per-call fast path of :meth:`from_invoke_response`, for a reply grpcio has just
         parsed: takes ownership of ``reply`` (its data is not copied, so do not change it later),
         skips the argument checks, and reads ``headers``/``trailers`` exactly as grpcio returns
-        them (pairs or ``None``) with :meth:`Metadata.from_grpc`."""
+        them (pairs or ``None``) with :meth:`Metadata.from_grpc`. A tuple of pairs (what grpcio
+        returns, immutable) is read on first access of ``headers``/``trailers``: most callers of
+        the hot path never look at them."""
         rsp = cls.__new__(cls)
         rsp.status = InvokeStatus()
-        rsp.headers = Metadata.from_grpc(headers)
-        rsp.trailers = Metadata.from_grpc(trailers)
+        if type(headers) is tuple:
+            rsp._headers, rsp._raw_headers = None, headers
+        else:
+            rsp._headers, rsp._raw_headers = Metadata.from_grpc(headers), None
+        if type(trailers) is tuple:
+            rsp._trailers, rsp._raw_trailers = None, trailers
+        else:
+            rsp._trailers, rsp._raw_trailers = Metadata.from_grpc(trailers), None
         rsp._data = reply.data if reply.HasField("data") else None
         rsp._content_type = reply.content_type
         return rsp

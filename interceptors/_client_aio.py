@@ -323,6 +323,17 @@ class _UnaryCallBase:
             self._callbacks = []
         self._callbacks.append(callback)
 
+    def response_metadata(
+        self,
+    ) -> tuple[tuple[tuple[str, str | bytes], ...], tuple[tuple[str, str | bytes], ...]]:
+        """The initial and trailing metadata as pairs, without awaiting: for a call that ended
+        (after ``await call``) on a multicallable that records them (a chain with a policy that
+        wants them, such as ``Capture``, or ``WrappedAioChannel.capturing_unary_unary``).
+        Otherwise what was recorded so far (empty tuples for a call that never reached the
+        wire)."""
+        inv = self._inv
+        return tuple(inv.initial_metadata), tuple(inv.trailing_metadata)
+
     async def initial_metadata(self) -> grpc.aio.Metadata:
         await self._settle()
         rcall = self._inv.rcall
@@ -559,12 +570,16 @@ class AioStreamStreamCall(_StreamCallBase, _t.AioStreamStreamCallBase):
 class _AioMultiCallable:
     __slots__ = ("_around", "_inner", "_level", "_method", "_shape", "_wants", "_wire")
 
-    def __init__(self, chain: Chain, inner: Any, method: str, shape: CallShape) -> None:
+    def __init__(
+        self, chain: Chain, inner: Any, method: str, shape: CallShape, capture: bool = False
+    ) -> None:
         self._inner = inner
         self._method = method
         self._shape = shape
         self._level = chain.levels[0]
-        self._wants = chain.wants_response_metadata
+        # ``capture``: record the response metadata on every call even when no policy wants it
+        # (see WrappedAioChannel.capturing_unary_unary).
+        self._wants = chain.wants_response_metadata or capture
         self._around = chain.has_around
         self._wire = self._stream_wire if shape.response_streaming else self._unary_wire
 
@@ -793,6 +808,24 @@ class WrappedAioChannel(grpc.aio.Channel):
             response_deserializer,
             _registered_method,
         )
+
+    def capturing_unary_unary(
+        self, method: str, request_serializer: Any = None, response_deserializer: Any = None
+    ) -> AioUnaryUnaryMultiCallable:
+        """:meth:`unary_unary` whose calls always record the response metadata, so that after
+        ``await call`` it is read with ``call.response_metadata()`` at no extra await (the app
+        channel's hot path reads headers and trailers of every call). Cached like the others."""
+        key = ("unary_unary+capture", method, request_serializer, response_deserializer)
+        hit = self._cache.get(key)
+        if hit is not None:
+            made: AioUnaryUnaryMultiCallable = hit
+            return made
+        inner = self._channel.unary_unary(method, request_serializer, response_deserializer)
+        made = AioUnaryUnaryMultiCallable(self._chain, inner, method, UU, capture=True)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[key] = made
+        return made
 
     def unary_stream(
         self,

@@ -130,6 +130,27 @@ def test_echo_captures_headers_and_trailers(app: AppPeer, aio: bool) -> None:
 
 
 @AIO
+@pytest.mark.parametrize("with_timeout", [False, True], ids=["no-options", "timeout"])
+def test_headers_and_trailers_captured_through_the_policies(
+    own_app: AppPeer, aio: bool, with_timeout: bool
+) -> None:
+    # With a token and a limit the call runs through our policies (the aio channel then reads
+    # headers and trailers from the call's own record); a lone timeout(s) keeps the fast path.
+    limit = with_max_concurrency(2)
+    opts: tuple[CallOption, ...] = (timeout(30),) if with_timeout else ()
+    response = invoke(
+        own_app.port, aio, request("echo", b"hi"), with_app_token("t0k"), limit, call_options=opts
+    )
+    assert response.status.code == OK
+    assert response.data == b"hi"
+    assert response.headers.get("x-app-header") == [own_app.name]
+    assert response.trailers.get("x-app-trailer") == [own_app.name]
+    # Read once, the same objects come back (changes to them stick).
+    response.headers.set("x-mine", "1")
+    assert response.headers.get("x-mine") == ["1"]
+
+
+@AIO
 def test_app_error_with_bad_request_detail_is_a_response(app: AppPeer, aio: bool) -> None:
     response = invoke(app.port, aio, request("fail"))
     assert response.status.code == INVALID_ARGUMENT

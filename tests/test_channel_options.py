@@ -32,6 +32,7 @@ from grpc_channel.options import (
     on_finish,
     timeout,
     trailer,
+    with_codec,
     with_default_call_options,
     with_insecure,
     with_tracing,
@@ -113,6 +114,21 @@ def test_call_options_apply_to_invoke_method(own_app: OwnApp, aio: bool) -> None
     # header()/trailer() holders and the response carry the same metadata.
     assert response.headers == headers
     assert response.trailers == trailers
+
+
+@AIO
+def test_invoke_method_keeps_protobuf_on_a_json_channel_with_call_options(
+    own_app: OwnApp, aio: bool
+) -> None:
+    # OnInvoke speaks protobuf whatever codec the channel is dialled with; call options must not
+    # switch the call to the channel's codec (the route's codec is the call's default).
+    headers = Metadata()
+    response = invoke_with(
+        own_app.port, aio, echo(), timeout(30), header(headers), dial_options=[with_codec("json")]
+    )
+    assert response.status.code == OK, response.status
+    assert response.data == b"hi"
+    assert headers.get("x-app-header") == ["own"]
 
 
 @AIO
