@@ -34,6 +34,7 @@ import math
 import os
 import pickle
 import queue
+import random
 import shlex
 import statistics
 import subprocess
@@ -75,6 +76,7 @@ __all__ = [
     "LoadSpec",
     "RunError",
     "RunResult",
+    "arm_order",
     "closed_block_aio",
     "closed_block_sync",
     "cpu_busy",
@@ -103,10 +105,14 @@ class LoadSpec:
     """How hard and how long to call. Counts and rates are totals over all workers.
 
     Defaults: closed loop, 1 call in flight, 8 rounds of 500-call blocks per arm, 200 warm-up calls
-    per arm, one worker (in this process). ``block_seconds`` replaces ``block_calls`` with a time
-    slice per block. Open loop needs ``rate`` (calls per second); there ``concurrency`` is the
-    number of senders, which bounds the calls in flight (a late sender delays later sends, and
-    latency from the intended time shows it).
+    per arm, one worker (in this process). Each round runs the arms in its own shuffled order (see
+    :func:`arm_order`), and with several arms each measured block is preceded by ``rewarm_calls``
+    unrecorded closed-loop calls of the same arm, because the switch from another variant leaves
+    its threads and caches cold; a fixed order would charge that to the same arms every round.
+    ``block_seconds`` replaces ``block_calls`` with a time slice per block. Open loop needs
+    ``rate`` (calls per second); there ``concurrency`` is the number of senders, which bounds the
+    calls in flight (a late sender delays later sends, and latency from the intended time shows
+    it).
     """
 
     mode: Mode = "closed"
@@ -117,6 +123,7 @@ class LoadSpec:
     block_seconds: float | None = None
     warmup_calls: int = 200
     workers: int = 1
+    rewarm_calls: int = 20
 
     def __post_init__(self) -> None:
         if self.mode not in ("closed", "open"):
@@ -136,6 +143,8 @@ class LoadSpec:
             raise RunError(f"block_seconds must be > 0, got {self.block_seconds}")
         if self.warmup_calls < 0:
             raise RunError(f"warmup_calls must be >= 0, got {self.warmup_calls}")
+        if self.rewarm_calls < 0:
+            raise RunError(f"rewarm_calls must be >= 0, got {self.rewarm_calls}")
         if self.mode == "open":
             if self.rate is None or not self.rate > 0 or math.isinf(self.rate):
                 raise RunError(f"open loop needs a rate > 0 calls/s, got {self.rate}")
@@ -156,6 +165,7 @@ class LoadSpec:
             "block_calls": None if self.block_seconds is not None else self.block_calls,
             "block_seconds": self.block_seconds,
             "warmup_calls": self.warmup_calls,
+            "rewarm_calls": self.rewarm_calls,
             "workers": self.workers,
         }
 
@@ -498,6 +508,15 @@ class _WorkerPlan:
     modules: tuple[str, ...]
 
 
+def arm_order(arm_count: int, round_index: int) -> list[int]:
+    """The order in which round ``round_index`` runs the arms: a shuffle seeded by the round, so
+    every worker process runs the same order (their blocks start together) and no arm always
+    follows the same neighbour or always runs first."""
+    order = list(range(arm_count))
+    random.Random(round_index).shuffle(order)
+    return order
+
+
 def _run_worker(
     plan: _WorkerPlan, wait_all: Callable[[], None], progress: Callable[[int], None]
 ) -> list[dict[str, Any]]:
@@ -572,8 +591,12 @@ def _run_worker(
                 block(caller, max(warmup_calls, concurrency), "closed")
             progress(1)
         per_block = None if load.block_seconds is not None else block_calls
+        rewarm = load.share(load.rewarm_calls, index) if len(callers) > 1 else 0
         for round_index in range(load.rounds):
-            for arm_index, caller in enumerate(callers):
+            for arm_index in arm_order(len(callers), round_index):
+                caller = callers[arm_index]
+                if rewarm:
+                    block(caller, max(rewarm, concurrency), "closed")
                 wait_all()
                 pause = plan.arms[arm_index].pause_ms / 1000.0
                 stats = block(caller, per_block, load.mode, pause)

@@ -13,6 +13,7 @@ from benchmarks.runner import (
     Arm,
     LoadSpec,
     RunError,
+    arm_order,
     closed_block_sync,
     intended_send_times,
     open_block_aio,
@@ -145,6 +146,16 @@ def test_plan_for_raw_bytes_skips_the_stub_variants_and_says_why() -> None:
         plan_arms(bytes_target("127.0.0.1:1", "/a.B/C", b""), ["grpc-sync"])
     with pytest.raises(VariantError, match="unknown variant"):
         plan_arms(invoke_target("127.0.0.1:1"), ["no-such-variant"])
+
+
+def test_arm_order_shuffles_each_round_the_same_way_in_every_worker() -> None:
+    orders = [arm_order(6, r) for r in range(8)]
+    assert all(sorted(order) == list(range(6)) for order in orders)
+    assert orders == [arm_order(6, r) for r in range(8)]  # deterministic: workers agree
+    assert len({tuple(order) for order in orders}) > 1  # not one fixed order
+    assert len({order[0] for order in orders}) > 1  # the baseline is not always first
+    with pytest.raises(RunError, match="rewarm_calls must be >= 0"):
+        LoadSpec(rewarm_calls=-1)
 
 
 def test_open_loop_p99_shows_a_server_stall_that_closed_loop_p99_hides() -> None:
