@@ -515,6 +515,74 @@ def outcome(info: CallInfo, hook_error: BaseException | None) -> Any:
     return info.response
 
 
+def completed_info(info: CallInfo, afters: Sequence[CallOption]) -> CallInfo:
+    """Finish a call whose outcome the caller reads from ``info``: run the hooks, then raise a
+    hook's error (attached as ``__context__`` of the call's own error, if any) or return
+    ``info``."""
+    hook_error = complete(info, afters)
+    if hook_error is not None:
+        if info.error is not None and info.error.__context__ is None:
+            info.error.__context__ = hook_error
+        raise hook_error
+    return info
+
+
+# ------------------------------------------------------------------------------------------
+# The fast path: a unary call with no hooks and no per-call options builds no CallInfo.
+
+
+def fast_path(
+    plan: CallPlan,
+    route: Route,
+    options: Sequence[CallOption],
+    credentials: grpc.CallCredentials | None,
+    wait_for_ready: bool | None,
+    compression: grpc.Compression | None,
+) -> bool:
+    """True when a call may skip the CallInfo: no call options, a plain plan, no per-call
+    grpcio keywords, a unary-unary route using the plan's codec."""
+    return (
+        not options
+        and plan.plain
+        and credentials is None
+        and wait_for_ready is None
+        and compression is None
+        and route.shape is Shape.UNARY_UNARY
+        and route.codec is plan.template.codec
+    )
+
+
+def fast_call_args(
+    plan: CallPlan, timeout: float | None, metadata: Iterable[tuple[str, str | bytes]] | None
+) -> tuple[float | None, tuple[tuple[str, str | bytes], ...] | None]:
+    """The timeout and metadata of a fast-path call: the call's timeout or the plan's; context
+    metadata, then the plan's, then the call's (``None`` when there is none)."""
+    md = _context_pairs()
+    if plan.template.metadata:
+        md = md + plan.template.metadata
+    if metadata:
+        md = md + tuple(metadata)
+    return (timeout if timeout is not None else plan.template.timeout), (md or None)
+
+
+def fast_encode(route: Route, request: Any) -> Any:
+    """Marshal a fast-path request with the route's serializer (INTERNAL on failure)."""
+    assert route.serializer is not None
+    try:
+        return route.serializer(request)
+    except Exception as exc:
+        raise _codec_failure("marshal the request", CallInfo(route.method), exc) from exc
+
+
+def fast_decode(route: Route, received: Any) -> Any:
+    """Unmarshal a fast-path response with the route's deserializer (INTERNAL on failure)."""
+    assert route.deserializer is not None
+    try:
+        return route.deserializer(received)
+    except Exception as exc:
+        raise _codec_failure("unmarshal the response", CallInfo(route.method), exc) from exc
+
+
 # ------------------------------------------------------------------------------------------
 # Request streams: encode each message, remembering why the stream stopped.
 
@@ -632,12 +700,7 @@ class SyncEngine:
             self.plan, method, options, timeout=timeout, metadata=metadata, codec=route.codec
         )
         self._run_unary(route, request, info, capture=True)
-        hook_error = complete(info, afters)
-        if hook_error is not None:
-            if info.error is not None and info.error.__context__ is None:
-                info.error.__context__ = hook_error
-            raise hook_error
-        return info
+        return completed_info(info, afters)
 
     def call_unary(
         self,
@@ -653,46 +716,16 @@ class SyncEngine:
     ) -> Any:
         """Run a unary-unary or stream-unary route; returns the response or raises."""
         plan = self.plan
-        if (
-            not options
-            and plan.plain
-            and credentials is None
-            and wait_for_ready is None
-            and compression is None
-            and route.shape is Shape.UNARY_UNARY
-            and route.codec is plan.template.codec
-        ):
-            # Fast path: no hooks, no per-call options: no CallInfo.
-            md = _context_pairs()
-            if plan.template.metadata:
-                md = md + plan.template.metadata
-            if metadata:
-                md = md + tuple(metadata)
+        if fast_path(plan, route, options, credentials, wait_for_ready, compression):
+            # No hooks, no per-call options: no CallInfo.
+            t, md = fast_call_args(plan, timeout, metadata)
             if route.raw and route.serializer is not None and route.deserializer is not None:
-                try:
-                    data = route.serializer(request)
-                except Exception as exc:
-                    failure = _codec_failure("marshal the request", CallInfo(route.method), exc)
-                    raise failure from exc
                 received = route.mc(
-                    data,
-                    timeout=timeout if timeout is not None else plan.template.timeout,
-                    metadata=md or None,
-                    **plan.fast_kwargs,
+                    fast_encode(route, request), timeout=t, metadata=md, **plan.fast_kwargs
                 )
-                try:
-                    return route.deserializer(received)
-                except Exception as exc:
-                    raise _codec_failure(
-                        "unmarshal the response", CallInfo(route.method), exc
-                    ) from exc
+                return fast_decode(route, received)
             if not route.raw:
-                return route.mc(
-                    request,
-                    timeout=timeout if timeout is not None else plan.template.timeout,
-                    metadata=md or None,
-                    **plan.fast_kwargs,
-                )
+                return route.mc(request, timeout=t, metadata=md, **plan.fast_kwargs)
         info, afters = begin(
             plan,
             route.method,
@@ -931,12 +964,7 @@ class AsyncEngine:
             self.plan, method, options, timeout=timeout, metadata=metadata, codec=route.codec
         )
         await self._run_unary(route, request, info)
-        hook_error = complete(info, afters)
-        if hook_error is not None:
-            if info.error is not None and info.error.__context__ is None:
-                info.error.__context__ = hook_error
-            raise hook_error
-        return info
+        return completed_info(info, afters)
 
     async def call_unary(
         self,
@@ -952,36 +980,14 @@ class AsyncEngine:
     ) -> Any:
         """Run a unary-unary or stream-unary route; returns the response or raises."""
         plan = self.plan
-        if (
-            not options
-            and plan.plain
-            and credentials is None
-            and wait_for_ready is None
-            and compression is None
-            and route.shape is Shape.UNARY_UNARY
-            and route.codec is plan.template.codec
-        ):
-            md = _context_pairs()
-            if plan.template.metadata:
-                md = md + plan.template.metadata
-            if metadata:
-                md = md + tuple(metadata)
-            t = timeout if timeout is not None else plan.template.timeout
+        if fast_path(plan, route, options, credentials, wait_for_ready, compression):
+            t, md = fast_call_args(plan, timeout, metadata)
             if route.raw and route.serializer is not None and route.deserializer is not None:
-                try:
-                    data = route.serializer(request)
-                except Exception as exc:
-                    failure = _codec_failure("marshal the request", CallInfo(route.method), exc)
-                    raise failure from exc
-                received = await route.mc(data, timeout=t, metadata=md or None, **plan.fast_kwargs)
-                try:
-                    return route.deserializer(received)
-                except Exception as exc:
-                    raise _codec_failure(
-                        "unmarshal the response", CallInfo(route.method), exc
-                    ) from exc
+                data = fast_encode(route, request)
+                received = await route.mc(data, timeout=t, metadata=md, **plan.fast_kwargs)
+                return fast_decode(route, received)
             if not route.raw:
-                return await route.mc(request, timeout=t, metadata=md or None, **plan.fast_kwargs)
+                return await route.mc(request, timeout=t, metadata=md, **plan.fast_kwargs)
         info, afters = begin(
             plan,
             route.method,
