@@ -47,7 +47,6 @@ import grpc
 
 from grpc_channel._engine import (
     AsyncEngine,
-    AsyncResponseStream,
     CallPlan,
     Route,
     Shape,
@@ -144,14 +143,18 @@ _AIO_MULTICALLABLES: tuple[type, ...] = (
 )
 
 
-class _SyncMethod:
-    """One method of a wrapped sync stub."""
+class _Method:
+    """One method of a wrapped stub. The engine decides sync or aio: with an
+    :class:`AsyncEngine` a call returns a coroutine (unary response) or an async response
+    stream, as the ``grpc.aio`` stub would."""
 
-    __slots__ = ("_engine", "_route")
+    __slots__ = ("_call", "_route")
 
-    def __init__(self, engine: SyncEngine, route: Route) -> None:
-        self._engine = engine
+    def __init__(self, engine: SyncEngine | AsyncEngine, route: Route) -> None:
         self._route = route
+        unary = route.shape is Shape.UNARY_UNARY or route.shape is Shape.STREAM_UNARY
+        # Chosen once: the shape never changes, so calls skip the branch.
+        self._call: Any = engine.call_unary if unary else engine.call_stream
 
     def __call__(
         self,
@@ -163,20 +166,8 @@ class _SyncMethod:
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        route = self._route
-        if route.shape is Shape.UNARY_UNARY or route.shape is Shape.STREAM_UNARY:
-            return self._engine.call_unary(
-                route,
-                request,
-                options,
-                timeout=timeout,
-                metadata=metadata,
-                credentials=credentials,
-                wait_for_ready=wait_for_ready,
-                compression=compression,
-            )
-        return self._engine.call_stream(
-            route,
+        return self._call(
+            self._route,
             request,
             options,
             timeout=timeout,
@@ -187,54 +178,8 @@ class _SyncMethod:
         )
 
     def __repr__(self) -> str:
-        return f"<wrapped {self._route.shape.value} {self._route.method}>"
-
-
-class _AsyncMethod:
-    """One method of a wrapped ``grpc.aio`` stub."""
-
-    __slots__ = ("_engine", "_route")
-
-    def __init__(self, engine: AsyncEngine, route: Route) -> None:
-        self._engine = engine
-        self._route = route
-
-    def __call__(
-        self,
-        request: Any,
-        *options: CallOption,
-        timeout: float | None = None,
-        metadata: Iterable[tuple[str, str | bytes]] | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        route = self._route
-        if route.shape is Shape.UNARY_UNARY or route.shape is Shape.STREAM_UNARY:
-            return self._engine.call_unary(
-                route,
-                request,
-                options,
-                timeout=timeout,
-                metadata=metadata,
-                credentials=credentials,
-                wait_for_ready=wait_for_ready,
-                compression=compression,
-            )
-        stream: AsyncResponseStream = self._engine.call_stream(
-            route,
-            request,
-            options,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-        )
-        return stream
-
-    def __repr__(self) -> str:
-        return f"<wrapped aio {self._route.shape.value} {self._route.method}>"
+        kind = "aio " if isinstance(self._call.__self__, AsyncEngine) else ""
+        return f"<wrapped {kind}{self._route.shape.value} {self._route.method}>"
 
 
 class WrappedStub:
@@ -247,7 +192,7 @@ class WrappedStub:
     def __init__(
         self,
         stub_class: type,
-        methods: dict[str, _SyncMethod | _AsyncMethod],
+        methods: dict[str, _Method],
         default_call_options: tuple[CallOption, ...],
         rewrap: Any,
     ) -> None:
@@ -293,7 +238,7 @@ def _build(
     engine: SyncEngine | AsyncEngine = (
         AsyncEngine(channel, plan) if aio else SyncEngine(channel, plan)
     )
-    methods: dict[str, _SyncMethod | _AsyncMethod] = {}
+    methods: dict[str, _Method] = {}
     for name, (shape, path, serializer, deserializer) in found.items():
         if channel is not None:
             route = Route(
@@ -317,10 +262,7 @@ def _build(
                 codec=proto,
                 response_type=_response_type(deserializer),
             )
-        if isinstance(engine, AsyncEngine):
-            methods[name] = _AsyncMethod(engine, route)
-        else:
-            methods[name] = _SyncMethod(engine, route)
+        methods[name] = _Method(engine, route)
 
     def rewrap(more: tuple[CallOption, ...]) -> WrappedStub:
         return _build(stub_class, channel, instance, options + more, target, secure, aio)
