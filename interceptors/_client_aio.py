@@ -38,6 +38,7 @@ from ._run import (
     record_error,
     remaining,
 )
+from ._wrapped_channel import WrappedChannelBase
 
 if TYPE_CHECKING:
     from ._chain import Chain
@@ -743,71 +744,25 @@ class AioStreamStreamMultiCallable(_AioMultiCallable, _t.AioStreamStreamMultiCal
         return AioStreamStreamCall(self._level, inv, self._wants)
 
 
-_CACHE_LIMIT = 4096
-
-
-class WrappedAioChannel(grpc.aio.Channel):
+class WrappedAioChannel(WrappedChannelBase, grpc.aio.Channel):
     """A ``grpc.aio.Channel`` whose multicallables run a chain around the wrapped channel's own,
     cached per (method, serializer, deserializer). Closing closes the wrapped channel."""
 
+    multicallable_classes = (
+        AioUnaryUnaryMultiCallable,
+        AioUnaryStreamMultiCallable,
+        AioStreamUnaryMultiCallable,
+        AioStreamStreamMultiCallable,
+    )
+
     def __init__(self, channel: grpc.aio.Channel, chain: Chain) -> None:
-        self._channel = channel
-        self._chain = chain
-        self._cache: dict[tuple[Any, ...], Any] = {}
+        super().__init__(channel, chain)
 
     @property
     def wrapped(self) -> grpc.aio.Channel:
         """The channel underneath."""
-        return self._channel
-
-    @property
-    def chain(self) -> Chain:
-        """The chain this channel runs."""
-        return self._chain
-
-    def _get(
-        self,
-        kind: str,
-        cls: Any,
-        shape: CallShape,
-        method: str,
-        request_serializer: Any,
-        response_deserializer: Any,
-        registered: Any,
-    ) -> Any:
-        key = (kind, method, request_serializer, response_deserializer)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        factory = getattr(self._channel, kind)
-        if registered:
-            inner = factory(
-                method, request_serializer, response_deserializer, _registered_method=registered
-            )
-        else:
-            inner = factory(method, request_serializer, response_deserializer)
-        made = cls(self._chain, inner, method, shape)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = made
-        return made
-
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "unary_unary",
-            AioUnaryUnaryMultiCallable,
-            UU,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
+        channel: grpc.aio.Channel = self._channel
+        return channel
 
     def capturing_unary_unary(
         self, method: str, request_serializer: Any = None, response_deserializer: Any = None
@@ -815,68 +770,16 @@ class WrappedAioChannel(grpc.aio.Channel):
         """:meth:`unary_unary` whose calls always record the response metadata, so that after
         ``await call`` it is read with ``call.response_metadata()`` at no extra await (the app
         channel's hot path reads headers and trailers of every call). Cached like the others."""
+
         key = ("unary_unary+capture", method, request_serializer, response_deserializer)
         hit = self._cache.get(key)
         if hit is not None:
-            made: AioUnaryUnaryMultiCallable = hit
-            return made
+            cached: AioUnaryUnaryMultiCallable = hit
+            return cached
         inner = self._channel.unary_unary(method, request_serializer, response_deserializer)
         made = AioUnaryUnaryMultiCallable(self._chain, inner, method, UU, capture=True)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = made
+        self._store(key, made)
         return made
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "unary_stream",
-            AioUnaryStreamMultiCallable,
-            US,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "stream_unary",
-            AioStreamUnaryMultiCallable,
-            SU,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "stream_stream",
-            AioStreamStreamMultiCallable,
-            SS,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
 
     async def __aenter__(self) -> WrappedAioChannel:
         return self
@@ -888,7 +791,8 @@ class WrappedAioChannel(grpc.aio.Channel):
         await self._channel.close(grace)
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
-        return self._channel.get_state(try_to_connect)
+        state: grpc.ChannelConnectivity = self._channel.get_state(try_to_connect)
+        return state
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
         await self._channel.wait_for_state_change(last_observed_state)

@@ -35,6 +35,7 @@ from ._run import (
     monotonic,
     remaining,
 )
+from ._wrapped_channel import WrappedChannelBase
 
 if TYPE_CHECKING:
     from ._chain import Chain
@@ -692,10 +693,7 @@ class StreamStreamMultiCallable(_StreamResponseMultiCallable, _t.StreamStreamMul
     __slots__ = ()
 
 
-_CACHE_LIMIT = 4096
-
-
-class WrappedChannel(grpc.Channel):
+class WrappedChannel(WrappedChannelBase, grpc.Channel):
     """A ``grpc.Channel`` whose multicallables run a chain around the wrapped channel's own.
 
     Multicallables are cached per (method, serializer, deserializer), so generated stubs and
@@ -703,117 +701,21 @@ class WrappedChannel(grpc.Channel):
     context manager act on the wrapped channel.
     """
 
+    multicallable_classes = (
+        UnaryUnaryMultiCallable,
+        UnaryStreamMultiCallable,
+        StreamUnaryMultiCallable,
+        StreamStreamMultiCallable,
+    )
+
     def __init__(self, channel: grpc.Channel, chain: Chain) -> None:
-        self._channel = channel
-        self._chain = chain
-        self._cache: dict[tuple[Any, ...], Any] = {}
-        self._lock = threading.Lock()
+        super().__init__(channel, chain)
 
     @property
     def wrapped(self) -> grpc.Channel:
         """The channel underneath."""
-        return self._channel
-
-    @property
-    def chain(self) -> Chain:
-        """The chain this channel runs."""
-        return self._chain
-
-    def _get(
-        self,
-        kind: str,
-        cls: Any,
-        shape: CallShape,
-        method: str,
-        request_serializer: Any,
-        response_deserializer: Any,
-        registered: Any,
-    ) -> Any:
-        key = (kind, method, request_serializer, response_deserializer)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        factory = getattr(self._channel, kind)
-        if registered:
-            inner = factory(
-                method, request_serializer, response_deserializer, _registered_method=registered
-            )
-        else:
-            inner = factory(method, request_serializer, response_deserializer)
-        made = cls(self._chain, inner, method, shape)
-        with self._lock:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = made
-        return made
-
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "unary_unary",
-            UnaryUnaryMultiCallable,
-            UU,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "unary_stream",
-            UnaryStreamMultiCallable,
-            US,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "stream_unary",
-            StreamUnaryMultiCallable,
-            SU,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "stream_stream",
-            StreamStreamMultiCallable,
-            SS,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
+        channel: grpc.Channel = self._channel
+        return channel
 
     def subscribe(
         self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False

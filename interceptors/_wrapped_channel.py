@@ -1,0 +1,145 @@
+"""What a wrapped sync channel and a wrapped ``grpc.aio`` channel share: the multicallable cache.
+
+``Chain.wrap`` and ``Chain.wrap_aio`` return channels whose ``unary_unary`` ... ``stream_stream``
+build, once per (method, serializer, deserializer), a multicallable that runs the chain around the
+wrapped channel's own. The rule lives here; each shell names its four multicallable classes and
+adds only its I/O surface (close, connectivity, context managers).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ._policy import CallShape
+
+if TYPE_CHECKING:
+    from ._chain import Chain
+
+__all__ = ["CACHE_LIMIT", "WrappedChannelBase"]
+
+CACHE_LIMIT = 4096
+"""Cached multicallables per wrapped channel; past it the cache starts afresh (a caller that
+builds paths dynamically must not grow memory without bound)."""
+
+
+class WrappedChannelBase:
+    """The cache and the four multicallable factories of a wrapped channel.
+
+    Subclasses set ``multicallable_classes`` to their (unary-unary, unary-stream, stream-unary,
+    stream-stream) classes, each constructed as ``cls(chain, inner, method, shape)``.
+    """
+
+    multicallable_classes: ClassVar[tuple[type, type, type, type]]
+
+    def __init__(self, channel: Any, chain: Chain) -> None:
+        self._channel = channel
+        self._chain = chain
+        self._cache: dict[tuple[Any, ...], Any] = {}
+        # Taken only on a miss; hits read the dict without it.
+        self._lock = threading.Lock()
+
+    @property
+    def chain(self) -> Chain:
+        """The chain this channel runs."""
+        return self._chain
+
+    def _store(self, key: tuple[Any, ...], made: Any) -> Any:
+        """Cache ``made`` under ``key`` (after a miss) and return it."""
+        with self._lock:
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[key] = made
+        return made
+
+    def _get(
+        self,
+        kind: str,
+        index: int,
+        shape: CallShape,
+        method: str,
+        request_serializer: Any,
+        response_deserializer: Any,
+        registered: Any,
+    ) -> Any:
+        key = (kind, method, request_serializer, response_deserializer)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        factory = getattr(self._channel, kind)
+        if registered:
+            inner = factory(
+                method, request_serializer, response_deserializer, _registered_method=registered
+            )
+        else:
+            inner = factory(method, request_serializer, response_deserializer)
+        made = self.multicallable_classes[index](self._chain, inner, method, shape)
+        return self._store(key, made)
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            "unary_unary",
+            0,
+            CallShape.UNARY_UNARY,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            "unary_stream",
+            1,
+            CallShape.UNARY_STREAM,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            "stream_unary",
+            2,
+            CallShape.STREAM_UNARY,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            "stream_stream",
+            3,
+            CallShape.STREAM_STREAM,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
