@@ -3,9 +3,11 @@
 The policies are those issue 3 measures: app token + concurrency limit + header/trailer capture
 (``AppToken(token)``, ``ConcurrencyLimit(n)`` with ``n`` the worker's calls in flight, so it is
 exercised but never makes a caller wait, and ``Capture(into=Captured())``); ``+tracing`` puts
-``Tracing`` outermost, on an OpenTelemetry SDK tracer provider that samples every call and drops
-the finished spans (``SimpleSpanProcessor`` and an exporter that does nothing), and an SDK meter
-provider with an in-memory reader, so spans and metrics are really made.
+``Tracing`` outermost, on an OpenTelemetry SDK tracer provider that samples every call and hands
+the finished spans to a ``BatchSpanProcessor`` (the SDK's production processor) whose exporter
+drops them, and an SDK meter provider with an in-memory reader, so spans and metrics are really
+made. ``+lean-tracing`` (``chain`` and ``channel`` families) is the same with the lean span path:
+``TracingSpec(span_processor=BatchSpanProcessor(...))``, no tracer provider.
 
 - ``intercept``/``intercept-aio``: the policies as grpcio interceptors
   (``grpc.intercept_channel(channel, *chain.client_interceptors())``, aio
@@ -41,7 +43,7 @@ needs, so a missing or broken module only makes its variants unavailable (with t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import grpc.aio
@@ -83,15 +85,25 @@ _AIO_CHANNEL_MODULES = (
 )
 
 
-class _Telemetry:
-    """SDK tracer and meter providers that do the work but keep nothing."""
+#: Tracing modes of a variant: none, SDK tracer provider, lean span path.
+Tracing = Literal["", "sdk", "lean"]
+_SUFFIX: dict[str, str] = {"": "", "sdk": "+tracing", "lean": "+lean-tracing"}
+_ABOUT: dict[str, str] = {"": "", "sdk": " + tracing", "lean": " + tracing (lean spans)"}
 
-    def __init__(self) -> None:
+
+class _Telemetry:
+    """SDK span and meter pipelines that do the work but keep nothing.
+
+    ``mode="sdk"``: a ``TracerProvider`` with a ``BatchSpanProcessor``; ``mode="lean"``: the same
+    ``BatchSpanProcessor`` given to ``TracingSpec(span_processor=...)``.
+    """
+
+    def __init__(self, mode: Tracing) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
         from opentelemetry.sdk.trace.export import (
-            SimpleSpanProcessor,
+            BatchSpanProcessor,
             SpanExporter,
             SpanExportResult,
         )
@@ -100,18 +112,32 @@ class _Telemetry:
             def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
                 return SpanExportResult.SUCCESS
 
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(DropSpans()))
+        self.processor = BatchSpanProcessor(DropSpans())
+        self.tracer_provider: TracerProvider | None = None
+        if mode == "sdk":
+            self.tracer_provider = TracerProvider()
+            self.tracer_provider.add_span_processor(self.processor)
         self.meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
 
     def spec(self) -> Any:
         from interceptors._tracing import TracingSpec
 
-        return TracingSpec(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+        if self.tracer_provider is not None:
+            return TracingSpec(
+                tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+            )
+        return TracingSpec(span_processor=self.processor, meter_provider=self.meter_provider)
 
     def shutdown(self) -> None:
-        self.tracer_provider.shutdown()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        else:
+            self.processor.shutdown()  # type: ignore[no-untyped-call]
         self.meter_provider.shutdown()
+
+
+def _telemetry(mode: Tracing) -> _Telemetry | None:
+    return _Telemetry(mode) if mode else None
 
 
 def _chain(target: Target, settings: VariantSettings, telemetry: _Telemetry | None) -> Any:
@@ -151,9 +177,9 @@ def _aio_closer(channel: grpc.aio.Channel, telemetry: _Telemetry | None) -> Call
     return close
 
 
-def _intercept(tracing: bool) -> Callable[[Target, VariantSettings], SyncCaller]:
+def _intercept(tracing: Tracing) -> Callable[[Target, VariantSettings], SyncCaller]:
     def factory(target: Target, settings: VariantSettings) -> SyncCaller:
-        telemetry = _Telemetry() if tracing else None
+        telemetry = _telemetry(tracing)
         chain = _chain(target, settings, telemetry)
         raw = grpc.insecure_channel(target.address, options=channel_options())
         channel = grpc.intercept_channel(raw, *chain.client_interceptors())
@@ -162,9 +188,9 @@ def _intercept(tracing: bool) -> Callable[[Target, VariantSettings], SyncCaller]
     return factory
 
 
-def _wrapped(tracing: bool) -> Callable[[Target, VariantSettings], SyncCaller]:
+def _wrapped(tracing: Tracing) -> Callable[[Target, VariantSettings], SyncCaller]:
     def factory(target: Target, settings: VariantSettings) -> SyncCaller:
-        telemetry = _Telemetry() if tracing else None
+        telemetry = _telemetry(tracing)
         chain = _chain(target, settings, telemetry)
         raw = grpc.insecure_channel(target.address, options=channel_options())
         return SyncCaller(sync_unary(chain.wrap(raw), target), _closer(raw, telemetry))
@@ -172,9 +198,9 @@ def _wrapped(tracing: bool) -> Callable[[Target, VariantSettings], SyncCaller]:
     return factory
 
 
-def _intercept_aio(tracing: bool) -> Callable[[Target, VariantSettings], Any]:
+def _intercept_aio(tracing: Tracing) -> Callable[[Target, VariantSettings], Any]:
     async def factory(target: Target, settings: VariantSettings) -> AsyncCaller:
-        telemetry = _Telemetry() if tracing else None
+        telemetry = _telemetry(tracing)
         chain = _chain(target, settings, telemetry)
         channel = grpc.aio.insecure_channel(
             target.address, options=channel_options(), interceptors=chain.aio_client_interceptors()
@@ -184,9 +210,9 @@ def _intercept_aio(tracing: bool) -> Callable[[Target, VariantSettings], Any]:
     return factory
 
 
-def _wrapped_aio(tracing: bool) -> Callable[[Target, VariantSettings], Any]:
+def _wrapped_aio(tracing: Tracing) -> Callable[[Target, VariantSettings], Any]:
     async def factory(target: Target, settings: VariantSettings) -> AsyncCaller:
-        telemetry = _Telemetry() if tracing else None
+        telemetry = _telemetry(tracing)
         chain = _chain(target, settings, telemetry)
         raw = grpc.aio.insecure_channel(target.address, options=channel_options())
         return AsyncCaller(aio_unary(chain.wrap_aio(raw), target), _aio_closer(raw, telemetry))
@@ -385,12 +411,12 @@ def _bare_invoke_aio(same_work: bool) -> Callable[[Target, VariantSettings], Any
     return factory
 
 
-def _channel(tracing: bool) -> Callable[[Target, VariantSettings], SyncCaller]:
+def _channel(tracing: Tracing) -> Callable[[Target, VariantSettings], SyncCaller]:
     def factory(target: Target, settings: VariantSettings) -> SyncCaller:
         from grpc_channel.channel import dial
         from grpc_channel.options import with_insecure
 
-        telemetry = _Telemetry() if tracing else None
+        telemetry = _telemetry(tracing)
         request, dial_options, call_options = _invoke_parts(target, settings, telemetry)
         channel = dial(target.address, with_insecure(), *dial_options)
         invoke = channel.invoke_method
@@ -409,12 +435,12 @@ def _channel(tracing: bool) -> Callable[[Target, VariantSettings], SyncCaller]:
     return factory
 
 
-def _channel_aio(tracing: bool) -> Callable[[Target, VariantSettings], Any]:
+def _channel_aio(tracing: Tracing) -> Callable[[Target, VariantSettings], Any]:
     async def factory(target: Target, settings: VariantSettings) -> AsyncCaller:
         from grpc_channel._async_channel import dial
         from grpc_channel.options import with_insecure
 
-        telemetry = _Telemetry() if tracing else None
+        telemetry = _telemetry(tracing)
         request, dial_options, call_options = _invoke_parts(target, settings, telemetry)
         channel = await dial(target.address, with_insecure(), *dial_options)
         invoke = channel.invoke_method
@@ -473,17 +499,29 @@ def _register_all() -> None:
         )
     sync: list[Variant] = []
     aio: list[Variant] = []
-    for tracing in (False, True):
-        suffix = "+tracing" if tracing else ""
+    modes: tuple[Tracing, ...] = ("", "sdk", "lean")
+    for tracing in modes:
+        suffix = _SUFFIX[tracing]
         extra = _TRACING_MODULES if tracing else ()
-        plus = " + tracing" if tracing else ""
+        plus = _ABOUT[tracing]
+        if tracing != "lean":  # the interceptor family is the reference; it needs no lean twin
+            sync.append(
+                Variant(
+                    f"intercept{suffix}",
+                    f"{_POLICIES}{plus} as grpc.intercept_channel interceptors",
+                    sync_factory=_intercept(tracing),
+                    requires=(*_POLICY_MODULES, *extra),
+                )
+            )
+            aio.append(
+                Variant(
+                    f"intercept-aio{suffix}",
+                    f"{_POLICIES}{plus} as grpc.aio interceptors",
+                    aio_factory=_intercept_aio(tracing),
+                    requires=(*_POLICY_MODULES, *extra),
+                )
+            )
         sync += [
-            Variant(
-                f"intercept{suffix}",
-                f"{_POLICIES}{plus} as grpc.intercept_channel interceptors",
-                sync_factory=_intercept(tracing),
-                requires=(*_POLICY_MODULES, *extra),
-            ),
             Variant(
                 f"chain{suffix}",
                 f"{_POLICIES}{plus} composed: chain.wrap(channel)",
@@ -501,12 +539,6 @@ def _register_all() -> None:
         ]
         aio += [
             Variant(
-                f"intercept-aio{suffix}",
-                f"{_POLICIES}{plus} as grpc.aio interceptors",
-                aio_factory=_intercept_aio(tracing),
-                requires=(*_POLICY_MODULES, *extra),
-            ),
-            Variant(
                 f"chain-aio{suffix}",
                 f"{_POLICIES}{plus} composed: chain.wrap_aio(channel)",
                 aio_factory=_wrapped_aio(tracing),
@@ -521,14 +553,18 @@ def _register_all() -> None:
                 baselines=(AIO_CHANNEL_BASELINE,),
             ),
         ]
-    # Listed as the report shows them: sync family first, each without then with tracing.
+    # Listed as the report shows them: sync family first, each without, then with tracing.
     for variant in sorted(sync, key=_order) + sorted(aio, key=_order):
         register(variant)
 
 
-def _order(variant: Variant) -> tuple[int, bool]:
-    family = variant.name.split("+")[0].replace("-aio", "")
-    return ("intercept", "chain", "channel").index(family), variant.name.endswith("+tracing")
+def _order(variant: Variant) -> tuple[int, int]:
+    family, plus, mode = variant.name.partition("+")
+    suffixes = list(_SUFFIX.values())
+    return (
+        ("intercept", "chain", "channel").index(family.replace("-aio", "")),
+        suffixes.index(plus + mode),
+    )
 
 
 _register_all()

@@ -55,17 +55,32 @@ FAIL_INTERNAL = b"internal"  # handler aborts with INTERNAL
 
 @dataclass
 class Telemetry:
-    """An SDK tracer provider exporting to memory and a meter provider with an in-memory reader."""
+    """An SDK tracer provider exporting to memory and a meter provider with an in-memory reader.
 
+    ``lean=True``: the policy's spans take the lean path (``TracingSpec.span_processor``, a
+    ``SimpleSpanProcessor`` into the same exporter); ``tracer_provider`` is still there for the
+    test's own spans. :meth:`span_source` gives the ``TracingSpec`` keywords of either pipeline.
+    """
+
+    lean: bool = False
     exporter: InMemorySpanExporter = field(default_factory=InMemorySpanExporter)
     reader: InMemoryMetricReader = field(default_factory=InMemoryMetricReader)
     tracer_provider: TracerProvider = field(init=False)
     meter_provider: MeterProvider = field(init=False)
+    lean_processor: SimpleSpanProcessor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.tracer_provider = TracerProvider()
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        if self.lean:
+            self.lean_processor = SimpleSpanProcessor(self.exporter)
+
+    def span_source(self) -> dict[str, Any]:
+        """``tracer_provider=...`` or, when lean, ``span_processor=...``."""
+        if self.lean_processor is not None:
+            return {"span_processor": self.lean_processor}
+        return {"tracer_provider": self.tracer_provider}
 
     def spans(self) -> tuple[ReadableSpan, ...]:
         return tuple(self.exporter.get_finished_spans())
@@ -102,6 +117,8 @@ class Telemetry:
         return total
 
     def shutdown(self) -> None:
+        if self.lean_processor is not None:
+            self.lean_processor.shutdown()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
 

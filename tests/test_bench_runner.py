@@ -261,8 +261,10 @@ OURS = [
     "chain",
     "chain+tracing",
     "channel",
+    "channel+lean-tracing",
     "intercept-aio",
     "chain-aio",
+    "chain-aio+lean-tracing",
     "channel-aio+tracing",
 ]
 

@@ -44,9 +44,10 @@ from interceptors._tracing import Tracing, TracingSpec
 W3C = TraceContextTextMapPropagator()
 
 
-@pytest.fixture
-def tel() -> Iterator[Telemetry]:
-    telemetry = Telemetry()
+@pytest.fixture(params=["sdk", "lean"])
+def tel(request: pytest.FixtureRequest) -> Iterator[Telemetry]:
+    """Every test runs with spans from the SDK tracer and from the lean path."""
+    telemetry = Telemetry(lean=request.param == "lean")
     try:
         yield telemetry
     finally:
@@ -55,7 +56,7 @@ def tel() -> Iterator[Telemetry]:
 
 def _spec(tel: Telemetry, **kw: Any) -> TracingSpec:
     return TracingSpec(
-        tracer_provider=tel.tracer_provider,
+        **tel.span_source(),
         meter_provider=tel.meter_provider,
         propagator=W3C,
         **kw,
