@@ -204,11 +204,13 @@ class _UnaryCallBase:
             return (yield from self._outcome().__await__())
         # The common case, inlined (one coroutine fewer than awaiting _run()).
         self._state = 1
-        self._runner = asyncio.current_task()
         try:
             if self._direct is None:
+                self._runner = asyncio.current_task()
                 result = yield from self._level.run_async(self._inv).__await__()
             else:
+                # _run_direct records the runner only where it can suspend before the grpcio
+                # call exists (cancel() uses the grpcio call once there is one).
                 result = yield from self._run_direct()
         except BaseException as exc:
             self._exc = exc
@@ -231,6 +233,8 @@ class _UnaryCallBase:
         try:
             for try_acquire, acquire, start in level.enter_async:
                 if acquire is not None and (try_acquire is None or not try_acquire(inv)):
+                    if self._runner is None:
+                        self._runner = asyncio.current_task()
                     yield from acquire(inv).__await__()
                 if start is not None:
                     start(inv)

@@ -365,6 +365,35 @@ def test_aio_waiter_cancelled_while_queued_leaves_the_queue() -> None:
     assert rec.handled == 1
 
 
+def test_aio_call_cancelled_through_its_cancel_while_queued() -> None:
+    """``call.cancel()`` before the grpcio call exists (the call waits for a slot) cancels the
+    awaiting task and leaves neither a queue entry nor a slot behind."""
+    limit = ConcurrencyLimit(1)
+    rec = Recorder()
+
+    async def main() -> None:
+        async with aio_server(rec) as port, aio_client(port, compose(limit)) as channel:
+            holder = asyncio.ensure_future(call_aio(channel, "unary_unary", b"sleep=0.2"))
+            assert await async_wait_until(lambda: limit.in_flight == 1)
+            call = channel.unary_unary(UU)(b"w")
+
+            async def wait_for_it() -> Any:
+                return await call
+
+            waiter = asyncio.ensure_future(wait_for_it())
+            assert await async_wait_until(lambda: limit.queued == 1)
+            assert call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            assert call.done() and call.cancelled()
+            assert limit.queued == 0
+            await holder
+            assert limit.in_flight == 0
+
+    asyncio.run(main())
+    assert rec.handled == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Adaptive limits
 
