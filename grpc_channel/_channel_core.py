@@ -210,10 +210,13 @@ class AppNotReadyError(TimeoutError):
     names the target, the timeout and the last status seen."""
 
 
+_V1 = APIVersion.V1
+
+
 def version_error(request: InvokeMethodRequest) -> LocalRpcError | None:
     """``None`` for an API-V1 request; otherwise the UNIMPLEMENTED refusal Dapr gives."""
     ver = request.api_version
-    if ver == APIVersion.V1:
+    if ver == _V1:
         return None
     return LocalRpcError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported spec version: {int(ver)}")
 

@@ -398,8 +398,11 @@ class InvokeMethodRequest:
     @property
     def api_version(self) -> int:
         """The API version: an :class:`APIVersion` when known, else the plain int."""
+        ver = self._ver
+        if type(ver) is APIVersion:  # the usual case; spares building the member again
+            return ver
         try:
-            return APIVersion(self._ver)
+            return APIVersion(ver)
         except ValueError:
             return self._ver
 
