@@ -427,10 +427,11 @@ def test_durations_beyond_the_buffer_are_recorded_inline(monkeypatch: pytest.Mon
         call.code = grpc.StatusCode.OK
         tracing.client_finish(call)
     # The buffer stops at its bound; the other calls went to the histogram themselves.
-    assert len(tracing._client.pending) == 8
+    assert tracing._client.count == 8
+    assert [len(values) for _, values in tracing._client.pending.values()] == [8]
     [duration] = _points(reader, "rpc.client.duration")
     assert duration.count == n
-    assert tracing._client.pending == []
+    assert tracing._client.pending == {} and tracing._client.count == 0
     provider.shutdown()
 
 
