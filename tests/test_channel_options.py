@@ -157,16 +157,15 @@ def test_dial_level_defaults_and_context_metadata_reach_the_app(own_app: OwnApp,
 # -- tracing --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("spans", ["sdk", "lean"])
 @pytest.mark.parametrize("peer", ["own", "dapr"])
 @AIO
 def test_one_span_per_invoke_and_trace_context_reaches_the_app(
-    peer: str, aio: bool, request: pytest.FixtureRequest
+    peer: str, aio: bool, spans: str, request: pytest.FixtureRequest
 ) -> None:
     app: AppPeer = request.getfixturevalue(f"{peer}_app")
-    telemetry = Telemetry()
-    spec = TracingSpec(
-        tracer_provider=telemetry.tracer_provider, meter_provider=telemetry.meter_provider
-    )
+    telemetry = Telemetry(lean=spans == "lean")
+    spec = TracingSpec(**telemetry.span_source(), meter_provider=telemetry.meter_provider)
     try:
 
         def body(channel: Any) -> Any:
@@ -176,10 +175,10 @@ def test_one_span_per_invoke_and_trace_context_reaches_the_app(
             return [await channel.invoke_method(InvokeMethodRequest("metadata")) for _ in range(3)]
 
         responses = on_channel(app.port, aio, abody if aio else body, with_tracing(spec))
-        spans = [s for s in telemetry.spans() if s.kind.name == "CLIENT"]
-        assert len(spans) == 3
-        assert {s.name for s in spans} == {ON_INVOKE.lstrip("/")}
-        for span, response in zip(spans, responses, strict=True):
+        clients = [s for s in telemetry.spans() if s.kind.name == "CLIENT"]
+        assert len(clients) == 3
+        assert {s.name for s in clients} == {ON_INVOKE.lstrip("/")}
+        for span, response in zip(clients, responses, strict=True):
             parents = json.loads(response.data)["traceparent"]
             assert len(parents) == 1
             _, trace_id, span_id, _ = parents[0].split("-")
