@@ -745,15 +745,18 @@ class Tracing(ClientPolicy, ServerPolicy):
         parent = trace.get_current_span(parent_ctx).get_span_context()
         span: Span
         if self._sampled(parent):
+            peer = _peer_attributes(call.context)
             lean = self._lean
             if lean is not None:
-                span = lean.start(info.span_name, parent, SpanKind.SERVER, info.span_attrs)
+                # The peer goes in at the start: a lean span copies its attributes on first write.
+                attrs = {**info.span_attrs, **peer} if peer else info.span_attrs
+                span = lean.start(info.span_name, parent, SpanKind.SERVER, attrs)
             else:
                 span = self._tracer.start_span(
                     info.span_name, parent_ctx, SpanKind.SERVER, info.span_attrs
                 )
-            if span.is_recording():
-                _set_peer(span, call.context)
+                if peer and span.is_recording():
+                    span.set_attributes(peer)
         else:
             span = _unsampled_span(parent)
         call.span = span
@@ -840,17 +843,16 @@ def _unsampled_span(parent: SpanContext) -> Span:
     )
 
 
-def _set_peer(span: Span, context: Any) -> None:
+def _peer_attributes(context: Any) -> dict[str, AttributeValue]:
+    """``network.peer.address``/``.port`` of a server call's peer, as far as grpcio tells it."""
     peer_of = getattr(context, "peer", None)
-    if peer_of is None:
-        return
-    peer = peer_of()
+    peer = peer_of() if peer_of is not None else None
     if not isinstance(peer, str) or not peer:
-        return
+        return {}
     address, port = _parse_peer(peer)
-    span.set_attribute("network.peer.address", address)
-    if port is not None:
-        span.set_attribute("network.peer.port", port)
+    if port is None:
+        return {"network.peer.address": address}
+    return {"network.peer.address": address, "network.peer.port": port}
 
 
 def _status_description(code: grpc.StatusCode, details: str | None) -> str:
