@@ -52,18 +52,19 @@ PRESETS: dict[str, dict[str, Any]] = {
     "interceptors": {
         "about": "issue 3, policies as interceptors vs composed, with/without tracing, sync+aio",
         # grpc-*-by-hand: reference, the token sent and headers/trailers read with plain grpcio.
-        "variants": "grpc-sync,grpc-sync-by-hand,intercept,chain,intercept+tracing,chain+tracing,"
-        "chain+lean-tracing,grpc-aio,grpc-aio-by-hand,intercept-aio,chain-aio,"
-        "intercept-aio+tracing,chain-aio+tracing,chain-aio+lean-tracing",
+        "variants": "grpc-sync,grpc-sync-again,grpc-sync-by-hand,intercept,chain,"
+        "intercept+tracing,chain+tracing,chain+lean-tracing,grpc-aio,grpc-aio-again,"
+        "grpc-aio-by-hand,intercept-aio,chain-aio,intercept-aio+tracing,chain-aio+tracing,"
+        "chain-aio+lean-tracing",
     },
     "channel": {
         "about": "issue 4, Channel.invoke_method sync and aio vs bare stubs, 3 metadata pairs",
         "metadata": _INVOKE_METADATA,
         # channel/channel-aio compare with grpc-{sync,aio}-invoke (the same bytes and metadata on
         # the wire); grpc-sync/grpc-aio and the *-same-work stubs are there for reference.
-        "variants": "grpc-sync,grpc-sync-invoke,grpc-sync-same-work,channel,channel+tracing,"
-        "channel+lean-tracing,grpc-aio,grpc-aio-invoke,grpc-aio-same-work,channel-aio,"
-        "channel-aio+tracing,channel-aio+lean-tracing",
+        "variants": "grpc-sync,grpc-sync-again,grpc-sync-invoke,grpc-sync-same-work,channel,"
+        "channel+tracing,channel+lean-tracing,grpc-aio,grpc-aio-again,grpc-aio-invoke,"
+        "grpc-aio-same-work,channel-aio,channel-aio+tracing,channel-aio+lean-tracing",
     },
     "channel-throughput": {
         "about": "issue 4, aio with 64 calls in flight (see the rps ratio)",

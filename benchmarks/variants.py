@@ -333,6 +333,25 @@ register(
 register(
     Variant("grpc-aio-raw", "bare grpc.aio generic unary_unary, raw bytes", aio_factory=_aio_raw)
 )
+# A/A checks: the baseline again, on a channel of its own. Any distance of their ratio from 1 is
+# the run's noise (and any bias of the harness for or against the baseline), which is the margin
+# to read every other ratio of the run with.
+register(
+    Variant(
+        "grpc-sync-again",
+        "grpc-sync again on its own channel: an A/A check, its ratio is the run's noise",
+        sync_factory=_sync_stub,
+        applies=_needs_types,
+    )
+)
+register(
+    Variant(
+        "grpc-aio-again",
+        "grpc-aio again on its own channel: an A/A check, its ratio is the run's noise",
+        aio_factory=_aio_stub,
+        applies=_needs_types,
+    )
+)
 
 SYNC_BASELINES = ("grpc-sync", "grpc-sync-raw")
 """Preferred baselines for sync variants, first available wins."""

@@ -201,6 +201,25 @@ def test_workers_in_processes_merge_their_histograms() -> None:
     assert result.arm("grpc-sync").ratios == [1.0, 1.0]
 
 
+def test_aa_variants_repeat_their_baseline_on_a_channel_of_their_own() -> None:
+    with demo_process() as app:
+        target = invoke_target(app.address, data=b"abc")
+        names = ["grpc-sync", "grpc-sync-again", "grpc-aio", "grpc-aio-again"]
+        arms, skipped = plan_arms(target, names)
+        assert skipped == []
+        assert {arm.label: arm.baseline for arm in arms} == {
+            "grpc-sync": "grpc-sync",
+            "grpc-sync-again": "grpc-sync",
+            "grpc-aio": "grpc-aio",
+            "grpc-aio-again": "grpc-aio",
+        }
+        result = run(arms, LoadSpec(rounds=2, block_calls=20, warmup_calls=5), progress=False)
+    for name in names:
+        arm = result.arm(name)
+        assert arm.codes == {"OK": 40}
+        assert len(arm.ratios) == 2 and all(r > 0 for r in arm.ratios)
+
+
 def test_failed_calls_are_counted_by_status_code() -> None:
     with demo_process() as app:
         target = invoke_target(app.address, method="error")
