@@ -156,8 +156,9 @@ class TracingSpec:
       (``BatchSpanProcessor(exporter)``, say), the policy builds its spans itself and hands each,
       finished, to ``span_processor.on_end``; no tracer provider is used for spans, and
       ``on_start`` is not called. About a tenth of the SDK tracer's cost per span; see
-      ``interceptors._lean_spans`` for what differs. You own the processor: shut it down (which
-      flushes it) when you are done. Cannot be combined with ``tracer_provider``.
+      ``interceptors._lean_spans`` for what differs. Sampling is then the policy's own rule
+      alone (there is no provider sampler). You own the processor: shut it down (which flushes
+      it) when you are done. Cannot be combined with ``tracer_provider``.
     - ``resource`` (default ``None``): the resource of lean spans (only with ``span_processor``;
       a tracer provider carries its own). ``None`` means ``Resource.create()``, as a default
       ``TracerProvider`` would use.
