@@ -497,74 +497,81 @@ def _register_all() -> None:
                 applies=_needs_invoke,
             )
         )
-    sync: list[Variant] = []
-    aio: list[Variant] = []
-    modes: tuple[Tracing, ...] = ("", "sdk", "lean")
-    for tracing in modes:
-        suffix = _SUFFIX[tracing]
-        extra = _TRACING_MODULES if tracing else ()
-        plus = _ABOUT[tracing]
-        if tracing != "lean":  # the interceptor family is the reference; it needs no lean twin
-            sync.append(
-                Variant(
-                    f"intercept{suffix}",
-                    f"{_POLICIES}{plus} as grpc.intercept_channel interceptors",
-                    sync_factory=_intercept(tracing),
-                    requires=(*_POLICY_MODULES, *extra),
-                )
-            )
-            aio.append(
-                Variant(
-                    f"intercept-aio{suffix}",
-                    f"{_POLICIES}{plus} as grpc.aio interceptors",
-                    aio_factory=_intercept_aio(tracing),
-                    requires=(*_POLICY_MODULES, *extra),
-                )
-            )
-        sync += [
-            Variant(
-                f"chain{suffix}",
-                f"{_POLICIES}{plus} composed: chain.wrap(channel)",
-                sync_factory=_wrapped(tracing),
-                requires=(*_POLICY_MODULES, *extra),
-            ),
-            Variant(
-                f"channel{suffix}",
-                f"Channel.{_INVOKE}{plus}",
-                sync_factory=_channel(tracing),
-                requires=(*_CHANNEL_MODULES, *extra),
-                applies=_needs_invoke,
-                baselines=(CHANNEL_BASELINE,),
-            ),
-        ]
-        aio += [
-            Variant(
-                f"chain-aio{suffix}",
-                f"{_POLICIES}{plus} composed: chain.wrap_aio(channel)",
-                aio_factory=_wrapped_aio(tracing),
-                requires=(*_POLICY_MODULES, *extra),
-            ),
-            Variant(
-                f"channel-aio{suffix}",
-                f"AsyncChannel.{_INVOKE}{plus}",
-                aio_factory=_channel_aio(tracing),
-                requires=(*_AIO_CHANNEL_MODULES, *extra),
-                applies=_needs_invoke,
-                baselines=(AIO_CHANNEL_BASELINE,),
-            ),
-        ]
     # Listed as the report shows them: sync family first, each without, then with tracing.
-    for variant in sorted(sync, key=_order) + sorted(aio, key=_order):
-        register(variant)
+    for aio in (False, True):
+        for family in _FAMILIES:
+            for tracing in family.modes:
+                register(family.variant(aio, tracing))
 
 
-def _order(variant: Variant) -> tuple[int, int]:
-    family, plus, mode = variant.name.partition("+")
-    suffixes = list(_SUFFIX.values())
-    return (
-        ("intercept", "chain", "channel").index(family.replace("-aio", "")),
-        suffixes.index(plus + mode),
-    )
+class _Family:
+    """One of our variant families, in its sync and aio forms and its tracing modes."""
+
+    def __init__(
+        self,
+        name: str,
+        about: tuple[str, str],
+        factories: tuple[Callable[[Tracing], Any], Callable[[Tracing], Any]],
+        modules: tuple[tuple[str, ...], tuple[str, ...]],
+        *,
+        modes: tuple[Tracing, ...] = ("", "sdk", "lean"),
+        baselines: tuple[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.about = about  # (sync, aio) descriptions, without the tracing part
+        self.factories = factories  # (sync, aio) factory makers, given the tracing mode
+        self.modules = modules
+        self.modes = modes
+        self.baselines = baselines  # OnInvoke families: (sync, aio) baseline, else None
+
+    def variant(self, aio: bool, tracing: Tracing) -> Variant:
+        side = int(aio)
+        factory = self.factories[side](tracing)
+        extra = _TRACING_MODULES if tracing else ()
+        on_invoke: dict[str, Any] = (
+            {}
+            if self.baselines is None
+            else {"applies": _needs_invoke, "baselines": (self.baselines[side],)}
+        )
+        return Variant(
+            f"{self.name}{'-aio' if aio else ''}{_SUFFIX[tracing]}",
+            self.about[side].format(plus=_ABOUT[tracing]),
+            sync_factory=None if aio else factory,
+            aio_factory=factory if aio else None,
+            requires=(*self.modules[side], *extra),
+            **on_invoke,
+        )
+
+
+_FAMILIES = (
+    # The interceptor family is the reference; it needs no lean-tracing twin.
+    _Family(
+        "intercept",
+        (
+            f"{_POLICIES}{{plus}} as grpc.intercept_channel interceptors",
+            f"{_POLICIES}{{plus}} as grpc.aio interceptors",
+        ),
+        (_intercept, _intercept_aio),
+        (_POLICY_MODULES, _POLICY_MODULES),
+        modes=("", "sdk"),
+    ),
+    _Family(
+        "chain",
+        (
+            f"{_POLICIES}{{plus}} composed: chain.wrap(channel)",
+            f"{_POLICIES}{{plus}} composed: chain.wrap_aio(channel)",
+        ),
+        (_wrapped, _wrapped_aio),
+        (_POLICY_MODULES, _POLICY_MODULES),
+    ),
+    _Family(
+        "channel",
+        (f"Channel.{_INVOKE}{{plus}}", f"AsyncChannel.{_INVOKE}{{plus}}"),
+        (_channel, _channel_aio),
+        (_CHANNEL_MODULES, _AIO_CHANNEL_MODULES),
+        baselines=(CHANNEL_BASELINE, AIO_CHANNEL_BASELINE),
+    ),
+)
 
 
 _register_all()
