@@ -41,7 +41,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
-__all__ = ["LeanSpan", "LeanTracer"]
+__all__ = ["LeanSpan", "LeanTracer", "new_span_context"]
 
 log = logging.getLogger("interceptors")
 
@@ -50,8 +50,21 @@ _time_ns = time.time_ns
 _UNSET = Status(StatusCode.UNSET)
 # W3C Trace Context level 2 "random trace id" flag: our trace ids are random.
 _RANDOM_FLAG = 0x02
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | _RANDOM_FLAG)
+# [sampled][random] -> flags
+_FLAGS = (
+    (TraceFlags(TraceFlags.DEFAULT), TraceFlags(_RANDOM_FLAG)),
+    (TraceFlags(TraceFlags.SAMPLED), TraceFlags(TraceFlags.SAMPLED | _RANDOM_FLAG)),
+)
+
+
+def new_span_context(parent: SpanContext, sampled: bool) -> SpanContext:
+    """The context of a span ``Tracing`` makes itself (lean, or not sampled): a child of
+    ``parent`` when that is valid (its trace id, trace state and random-id flag), else the root
+    of a new trace with a random trace id."""
+    if parent.is_valid:
+        flags = _FLAGS[sampled][bool(parent.trace_flags & _RANDOM_FLAG)]
+        return SpanContext(parent.trace_id, _getrandbits(64) or 1, False, flags, parent.trace_state)
+    return SpanContext(_getrandbits(128) or 1, _getrandbits(64) or 1, False, _FLAGS[sampled][1])
 
 
 class LeanTracer:
@@ -84,13 +97,8 @@ class LeanTracer:
         ``attributes`` must already be valid attribute values and must not change afterwards:
         the span shares the mapping until something is set on it.
         """
-        if parent.is_valid:
-            trace_id = parent.trace_id
-            flags = _SAMPLED_RANDOM if parent.trace_flags & _RANDOM_FLAG else _SAMPLED
-            context = SpanContext(trace_id, _getrandbits(64) or 1, False, flags, parent.trace_state)
-            return LeanSpan(self, name, context, parent, kind, attributes)
-        context = SpanContext(_getrandbits(128) or 1, _getrandbits(64) or 1, False, _SAMPLED_RANDOM)
-        return LeanSpan(self, name, context, None, kind, attributes)
+        context = new_span_context(parent, True)
+        return LeanSpan(self, name, context, parent if parent.is_valid else None, kind, attributes)
 
 
 class LeanSpan(trace.Span):

@@ -66,12 +66,11 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from ._lean_spans import LeanTracer
+from ._lean_spans import LeanTracer, new_span_context
 from ._policy import ClientCall, ClientPolicy, ServerCall, ServerPolicy
 
 __all__ = [
@@ -355,10 +354,6 @@ def extract_trace_context(
 
 # --- the per-method and per-call records ----------------------------------------------------------
 
-# W3C Trace Context level 2 "random trace id" flag (TraceFlags.RANDOM_TRACE_ID in newer APIs).
-_RANDOM_FLAG: Final = 0x02
-_UNSAMPLED: Final = TraceFlags(TraceFlags.DEFAULT)
-_UNSAMPLED_RANDOM: Final = TraceFlags(_RANDOM_FLAG)
 _getrandbits: Final = random.getrandbits
 
 
@@ -825,23 +820,7 @@ def _w3c_mode(propagator: TextMapPropagator) -> str | None:
 def _unsampled_span(parent: SpanContext) -> Span:
     """A valid, non-recording span: the parent's trace (or a fresh one) with sampling off, so the
     context still propagates and downstream services stay in the same trace."""
-    if parent.is_valid:
-        trace_id = parent.trace_id
-        state = parent.trace_state
-        flags = _UNSAMPLED_RANDOM if parent.trace_flags & _RANDOM_FLAG else _UNSAMPLED
-    else:
-        trace_id = _getrandbits(128) or 1
-        state = None
-        flags = _UNSAMPLED_RANDOM  # our trace ids are random (W3C level 2 "random" flag)
-    return NonRecordingSpan(
-        SpanContext(
-            trace_id,
-            _getrandbits(64) or 1,
-            is_remote=False,
-            trace_flags=flags,
-            trace_state=state,
-        )
-    )
+    return NonRecordingSpan(new_span_context(parent, False))
 
 
 def _peer_attributes(context: Any) -> dict[str, AttributeValue]:
