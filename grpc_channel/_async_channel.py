@@ -50,6 +50,7 @@ from grpc_channel.options import (
     with_insecure,
 )
 from grpc_channel.v1 import appcallback_pb2, common_pb2
+from interceptors._aio_metadata import read_response_metadata
 from interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
 from interceptors._concurrency import ConcurrencyLimit
 
@@ -164,9 +165,7 @@ class AsyncChannel:
                 if self._captures:
                     headers_md, trailers_md = cast(AioUnaryUnaryCall, call).response_metadata()
                 else:
-                    # tuple(): grpc.aio.Metadata is slow to size and walk; its pairs are not.
-                    headers_md = tuple(await call.initial_metadata())
-                    trailers_md = tuple(await call.trailing_metadata())
+                    headers_md, trailers_md = await read_response_metadata(call)
                 return core.reply_response(reply, headers_md, trailers_md)
             headers, trailers = Metadata(), Metadata()
             reply = await self._engine.call_unary(

@@ -41,6 +41,7 @@ from grpc_channel.options import (
     OptionError,
     PerRPCCredentials,
 )
+from interceptors._aio_metadata import read_response_metadata
 from interceptors._errors import LocalRpcError
 from interceptors._policy import ClientCall, ClientPolicy
 
@@ -1014,7 +1015,7 @@ class AsyncEngine:
             info.sent = True
             call = route.mc(data, **grpc_kwargs(info))
             received = await call
-            succeeded(info, await call.initial_metadata(), await call.trailing_metadata())
+            succeeded(info, *await read_response_metadata(call))
             info.response = decode(route, info, received)
         except BaseException as exc:
             failed(info, _request_failure(requests, exc))
@@ -1062,11 +1063,9 @@ class AsyncEngine:
 
 
 async def _adopt_aio_metadata(info: CallInfo, call: Any) -> None:
-    try:
-        info.headers = _pairs(await call.initial_metadata())
-        info.trailers = _pairs(await call.trailing_metadata())
-    except BaseException:
-        pass
+    # A call that failed may have no headers to give; whatever it gives is kept.
+    with contextlib.suppress(BaseException):
+        info.headers, info.trailers = await read_response_metadata(call)
 
 
 class AsyncResponseStream:
@@ -1136,7 +1135,7 @@ class AsyncResponseStream:
             exc = requests.error
         if exc is None:
             try:
-                succeeded(info, await call.initial_metadata(), await call.trailing_metadata())
+                succeeded(info, *await read_response_metadata(call))
             except Exception as read_error:
                 failed(info, read_error)
         else:

@@ -22,6 +22,7 @@ import grpc
 import grpc.aio
 
 from . import _grpc_types as _t
+from ._aio_metadata import read_response_metadata, response_metadata_steps
 from ._errors import LocalRpcError
 from ._policy import CallShape
 from ._run import (
@@ -263,8 +264,9 @@ class _UnaryCallBase:
             response = yield from rcall.__await__()
             inv.code = OK
             if mc._wants:
-                inv.initial_metadata = tuple((yield from rcall.initial_metadata().__await__()))
-                inv.trailing_metadata = tuple((yield from rcall.trailing_metadata().__await__()))
+                inv.initial_metadata, inv.trailing_metadata = yield from response_metadata_steps(
+                    rcall
+                )
         except BaseException as exc:
             record_error(inv, exc)
             level.finish_quiet(inv, n)
@@ -430,7 +432,7 @@ class _StreamCallBase:
             return
         if deferred.wants:
             rcall = self._rcall
-            deferred.complete_ok(await rcall.initial_metadata(), await rcall.trailing_metadata())
+            deferred.complete_ok(*await read_response_metadata(rcall))
         else:
             deferred.complete_ok()
 
@@ -656,8 +658,7 @@ class _AioMultiCallable:
         response = await rcall
         inv.code = OK
         if self._wants:
-            inv.initial_metadata = tuple(await rcall.initial_metadata())
-            inv.trailing_metadata = tuple(await rcall.trailing_metadata())
+            inv.initial_metadata, inv.trailing_metadata = await read_response_metadata(rcall)
         return response
 
     async def _stream_wire(self, inv: Invocation) -> Any:
@@ -874,8 +875,7 @@ class AioClientInterceptor:
         response = await rcall
         inv.code = OK
         if self._wants:
-            inv.initial_metadata = tuple(await rcall.initial_metadata())
-            inv.trailing_metadata = tuple(await rcall.trailing_metadata())
+            inv.initial_metadata, inv.trailing_metadata = await read_response_metadata(rcall)
         return response
 
     async def _wire_stream(self, inv: Invocation) -> Any:
@@ -966,7 +966,7 @@ async def _complete_ok(rcall: Any, deferred: Deferred) -> None:
     if deferred.done:
         return
     if deferred.wants:
-        deferred.complete_ok(await rcall.initial_metadata(), await rcall.trailing_metadata())
+        deferred.complete_ok(*await read_response_metadata(rcall))
     else:
         deferred.complete_ok()
 

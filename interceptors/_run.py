@@ -27,6 +27,7 @@ from typing import Any
 
 import grpc
 
+from ._aio_metadata import read_response_metadata
 from ._errors import LocalRpcError
 from ._policy import CallShape, ClientCall, ClientPolicy, ServerCall, ServerPolicy, overrides
 
@@ -428,16 +429,17 @@ class Deferred:
         code = await rcall.code()
         if code is OK:
             if self.wants:
-                self.complete_ok(await rcall.initial_metadata(), await rcall.trailing_metadata())
+                self.complete_ok(*await read_response_metadata(rcall))
             else:
                 self.complete_ok()
             return
+        initial, trailing = await read_response_metadata(rcall)
         self.complete_error(
             LocalRpcError(
                 code,
                 await rcall.details() or "",
-                initial_metadata=_pairs(await rcall.initial_metadata()),
-                trailing_metadata=_pairs(await rcall.trailing_metadata()),
+                initial_metadata=initial,
+                trailing_metadata=trailing,
             )
         )
 
