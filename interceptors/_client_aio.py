@@ -49,6 +49,7 @@ US = CallShape.UNARY_STREAM
 SU = CallShape.STREAM_UNARY
 SS = CallShape.STREAM_STREAM
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+_Metadata = grpc.aio.Metadata
 
 
 class AsyncReplay:
@@ -253,7 +254,9 @@ class _UnaryCallBase:
             rcall = mc._inner(
                 inv.request,
                 timeout=timeout,
-                metadata=tuple(md) if md else None,
+                # A Metadata, not a tuple: grpc.aio would check a tuple against typing.Sequence
+                # (slow) and copy it before building the same Metadata.
+                metadata=_Metadata(*md) if md else None,
                 credentials=inv.credentials,
                 wait_for_ready=inv.wait_for_ready,
                 compression=inv.compression,
@@ -647,7 +650,7 @@ class _AioMultiCallable:
         rcall = self._inner(
             request,
             timeout=timeout,
-            metadata=tuple(md) if md else None,
+            metadata=_Metadata(*md) if md else None,
             credentials=inv.credentials,
             wait_for_ready=inv.wait_for_ready,
             compression=inv.compression,
