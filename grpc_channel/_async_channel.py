@@ -50,9 +50,9 @@ from grpc_channel.options import (
     with_insecure,
 )
 from grpc_channel.v1 import appcallback_pb2, common_pb2
-from interceptors._aio_metadata import read_response_metadata
 from interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
 from interceptors._concurrency import ConcurrencyLimit
+from interceptors._response_metadata import read_response_metadata
 
 __all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
 

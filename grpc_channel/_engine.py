@@ -41,9 +41,9 @@ from grpc_channel.options import (
     OptionError,
     PerRPCCredentials,
 )
-from interceptors._aio_metadata import read_response_metadata
 from interceptors._errors import LocalRpcError
 from interceptors._policy import ClientCall, ClientPolicy
+from interceptors._response_metadata import ended_call_metadata, read_response_metadata
 
 __all__ = [
     "AsyncEngine",
@@ -752,7 +752,7 @@ class SyncEngine:
             info.sent = True
             if capture:
                 received, call = route.mc.with_call(data, **grpc_kwargs(info))
-                succeeded(info, call.initial_metadata(), call.trailing_metadata())
+                succeeded(info, *ended_call_metadata(call))
             else:
                 received = route.mc(data, **grpc_kwargs(info))
                 succeeded(info, None, None)
@@ -881,7 +881,7 @@ class SyncResponseStream:
             exc = requests.error
         if exc is None:
             try:
-                succeeded(info, call.initial_metadata(), call.trailing_metadata())
+                succeeded(info, *ended_call_metadata(call))
             except Exception as read_error:
                 failed(info, read_error)
         else:

@@ -71,6 +71,7 @@ from grpc_channel.options import (
 )
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 from interceptors._concurrency import ConcurrencyLimit
+from interceptors._response_metadata import ended_call_metadata
 
 __all__ = [
     "AppChannel",
@@ -188,7 +189,7 @@ class Channel:
                     metadata=core.call_metadata(request, plan.template.metadata) or None,
                     **plan.fast_kwargs,
                 )
-                return core.reply_response(reply, call.initial_metadata(), call.trailing_metadata())
+                return core.reply_response(reply, *ended_call_metadata(call))
             headers, trailers = Metadata(), Metadata()
             reply = self._engine.call_unary(
                 self._invoke_route,

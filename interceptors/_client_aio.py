@@ -22,9 +22,9 @@ import grpc
 import grpc.aio
 
 from . import _grpc_types as _t
-from ._aio_metadata import read_response_metadata, response_metadata_steps
 from ._errors import LocalRpcError
 from ._policy import CallShape
+from ._response_metadata import read_response_metadata, response_metadata_steps
 from ._run import (
     CANCELLED,
     DEADLINE_EXCEEDED,

@@ -24,6 +24,7 @@ import grpc
 from . import _grpc_types as _t
 from ._errors import LocalRpcError
 from ._policy import CallShape
+from ._response_metadata import ended_call_metadata
 from ._run import (
     DEADLINE_EXCEEDED,
     END,
@@ -149,7 +150,7 @@ class ClientStream(grpc.Call, _t.Future):
             return
         if deferred.wants:
             rcall = self._rcall
-            deferred.complete_ok(rcall.initial_metadata(), rcall.trailing_metadata())
+            deferred.complete_ok(*ended_call_metadata(rcall))
         else:
             deferred.complete_ok()
 
@@ -519,8 +520,7 @@ class _UnaryResponseMultiCallable:
             )
             inv.rcall = rcall
             if self._wants:
-                inv.initial_metadata = tuple(rcall.initial_metadata() or ())
-                inv.trailing_metadata = tuple(rcall.trailing_metadata() or ())
+                inv.initial_metadata, inv.trailing_metadata = ended_call_metadata(rcall)
         else:
             response = self._inner(
                 request, timeout, metadata, inv.credentials, inv.wait_for_ready, inv.compression
@@ -813,8 +813,7 @@ class ClientInterceptor(
         inv.rcall = outcome
         inv.code = OK
         if self._wants:
-            inv.initial_metadata = tuple(outcome.initial_metadata() or ())
-            inv.trailing_metadata = tuple(outcome.trailing_metadata() or ())
+            inv.initial_metadata, inv.trailing_metadata = ended_call_metadata(outcome)
         return outcome
 
     def _wire_stream(self, inv: Invocation) -> Any:

@@ -27,9 +27,9 @@ from typing import Any
 
 import grpc
 
-from ._aio_metadata import read_response_metadata
 from ._errors import LocalRpcError
 from ._policy import CallShape, ClientCall, ClientPolicy, ServerCall, ServerPolicy, overrides
+from ._response_metadata import ended_call_metadata, read_response_metadata
 
 log = logging.getLogger("interceptors")
 
@@ -384,7 +384,7 @@ class Deferred:
         code = rcall.code()
         if code is OK:
             if self.wants:
-                self.complete_ok(rcall.initial_metadata(), rcall.trailing_metadata())
+                self.complete_ok(*ended_call_metadata(rcall))
             else:
                 self.complete_ok()
         else:
@@ -419,7 +419,7 @@ class Deferred:
         if exc is not None:
             self.complete_error(exc)
         elif self.wants:
-            self.complete_ok(fut.initial_metadata(), fut.trailing_metadata())
+            self.complete_ok(*ended_call_metadata(fut))
         else:
             self.complete_ok()
 
