@@ -10,6 +10,10 @@ Two ways to get them:
   the call starts and filled when it ends, even if a stream ends after the block.
 
 Both fill on success and on failure alike; a call refused before the wire has empty metadata.
+Headers and trailers are tuples of ``(key, value)`` pairs. Read from grpcio's own call objects
+they keep their wire order, sync and aio alike; where grpc.aio hands over only its ``Metadata`` (a
+failed aio call's error, a call through another grpc.aio interceptor) repeated keys come grouped,
+as that ``Metadata`` holds them.
 grpcio does not expose the client-side peer address, so ``peer`` is ``""`` unless the error
 object reports one.
 """
