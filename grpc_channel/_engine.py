@@ -1063,7 +1063,7 @@ class AsyncEngine:
 
 
 async def _adopt_aio_metadata(info: CallInfo, call: Any) -> None:
-    # A call that failed may have no headers to give; whatever it gives is kept.
+    # A failed call may not give its metadata: the record then keeps what failed() read.
     with contextlib.suppress(BaseException):
         info.headers, info.trailers = await read_response_metadata(call)
 

@@ -104,7 +104,7 @@ def _request_of(inv: Invocation) -> Any:
 
 def _metadata_of(inv: Invocation) -> Any:
     md = inv.metadata
-    return grpc.aio.Metadata(*md) if md else None
+    return _Metadata(*md) if md else None
 
 
 def _as_metadata(pairs: Any) -> grpc.aio.Metadata:
