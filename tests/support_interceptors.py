@@ -233,12 +233,16 @@ def aio_handler(rec: Recorder) -> grpc.GenericRpcHandler[Any, Any]:
 
 @contextlib.contextmanager
 def sync_server(
-    rec: Recorder, interceptors: Sequence[Any] = (), workers: int = 16
+    rec: Recorder,
+    interceptors: Sequence[Any] = (),
+    workers: int = 16,
+    handler: grpc.GenericRpcHandler[Any, Any] | None = None,
 ) -> Iterator[int]:
-    """A sync server on 127.0.0.1:0 serving the test service; yields its port; stops it."""
+    """A sync server on 127.0.0.1:0 serving the test service (or ``handler`` instead); yields its
+    port; stops it."""
     pool = futures.ThreadPoolExecutor(max_workers=workers)
     server = grpc.server(pool, interceptors=list(interceptors))
-    server.add_generic_rpc_handlers((sync_handler(rec),))
+    server.add_generic_rpc_handlers((handler or sync_handler(rec),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
-from support_interceptors import METHODS, SHAPES, call_aio, call_sync
+from support_interceptors import METHODS, SHAPES, Recorder, call_aio, call_sync, sync_server
 
 from interceptors._capture import Capture, Captured, capture
 from interceptors._chain import compose
@@ -71,16 +70,8 @@ def _sync_handler() -> grpc.GenericRpcHandler[Any, Any]:
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    pool = futures.ThreadPoolExecutor(max_workers=4)
-    server = grpc.server(pool)
-    server.add_generic_rpc_handlers((_sync_handler(),))
-    bound = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
+    with sync_server(Recorder(), workers=4, handler=_sync_handler()) as bound:
         yield bound
-    finally:
-        server.stop(None).wait()
-        pool.shutdown(wait=True)
 
 
 class _PassThrough(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]

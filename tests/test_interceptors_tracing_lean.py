@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import pytest
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -22,6 +21,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from support_interceptors import aio_client, sync_client
 from support_tracing import UNARY, Recorder, aio_server, call_aio, call_sync, sync_server
 
 from interceptors._chain import compose
@@ -297,25 +297,21 @@ def test_calls_export_through_a_batch_processor_and_policies_can_annotate(aio: b
         if aio:
 
             async def main() -> None:
-                async with aio_server(recorder, [server.aio_server_interceptor()]) as port:
-                    raw = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-                    channel = chain.wrap_aio(raw)
-                    try:
-                        for _ in range(calls):
-                            await call_aio(channel, "unary_unary", b"hi")
-                    finally:
-                        await raw.close(None)
+                async with (
+                    aio_server(recorder, [server.aio_server_interceptor()]) as port,
+                    aio_client(port, chain) as channel,
+                ):
+                    for _ in range(calls):
+                        await call_aio(channel, "unary_unary", b"hi")
 
             asyncio.run(main())
         else:
-            with sync_server(recorder, [server.server_interceptor()]) as port:
-                raw = grpc.insecure_channel(f"127.0.0.1:{port}")
-                try:
-                    channel = chain.wrap(raw)
-                    for _ in range(calls):
-                        call_sync(channel, "unary_unary", b"hi")
-                finally:
-                    raw.close()
+            with (
+                sync_server(recorder, [server.server_interceptor()]) as port,
+                sync_client(port, chain) as channel,
+            ):
+                for _ in range(calls):
+                    call_sync(channel, "unary_unary", b"hi")
     finally:
         batch.shutdown()  # flushes what is queued
     spans = exporter.get_finished_spans()
@@ -341,14 +337,12 @@ def test_lean_client_span_continues_an_sdk_parent() -> None:
     tracing = Tracing(TracingSpec(span_processor=lean, propagator=W3C, metrics=False))
     recorder = Recorder()
     try:
-        with sync_server(recorder, []) as port:
-            raw = grpc.insecure_channel(f"127.0.0.1:{port}")
-            try:
-                channel = compose(tracing).wrap(raw)
-                with provider.get_tracer("app").start_as_current_span("outer") as outer:
-                    call_sync(channel, "unary_unary", b"hi")
-            finally:
-                raw.close()
+        with (
+            sync_server(recorder, []) as port,
+            sync_client(port, compose(tracing)) as channel,
+            provider.get_tracer("app").start_as_current_span("outer") as outer,
+        ):
+            call_sync(channel, "unary_unary", b"hi")
     finally:
         provider.shutdown()
     client = next(s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT)
