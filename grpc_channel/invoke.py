@@ -149,17 +149,24 @@ def _check_bytes(name: str, value: object) -> bytes:
     raise InvokeError(f"{name} must be bytes, got {type(value).__name__}{hint}")
 
 
-def _internal_copy(name: str, md: object) -> dict[str, list[str]]:
-    """Validate and copy Dapr internal metadata: a mapping of str key to str or list of str."""
-    if isinstance(md, Metadata):
-        return grpc_to_internal(md)
-    if not isinstance(md, Mapping):
-        raise InvokeError(
-            f"{name} must be a Metadata or a mapping of str key to list of str,"
-            f" got {type(md).__name__}"
-        )
-    out: dict[str, list[str]] = {}
-    for key, values in md.items():
+_Items: TypeAlias = tuple[tuple[str, tuple[str, ...]], ...]
+"""Internal metadata as a request holds it: ``(key, values)`` in the caller's order. Immutable, so
+a copy shares it and it is its own conversion memo key (see :func:`_converted_pairs`)."""
+
+
+def _internal_items(name: str, md: object) -> _Items:
+    """Validate Dapr internal metadata (a mapping of str key to str or list of str) and take an
+    immutable snapshot of it: later changes to the caller's mapping do not reach the request."""
+    if type(md) is not dict:
+        if isinstance(md, Metadata):
+            md = grpc_to_internal(md)
+        elif not isinstance(md, Mapping):
+            raise InvokeError(
+                f"{name} must be a Metadata or a mapping of str key to list of str,"
+                f" got {type(md).__name__}"
+            )
+    items: list[tuple[str, tuple[str, ...]]] = []
+    for key, values in cast("Mapping[object, object]", md).items():
         # Fast path: the usual str key with a list of ASCII str values passes every check below
         # (ASCII text is valid UTF-8); anything else takes the full checks.
         if type(key) is str and key.isascii() and type(values) is list:
@@ -167,36 +174,35 @@ def _internal_copy(name: str, md: object) -> dict[str, list[str]]:
                 if type(v) is not str or not v.isascii():
                     break
             else:
-                out[key] = values.copy()
+                items.append((key, tuple(values)))
                 continue
         if not isinstance(key, str):
             raise InvokeError(f"{name} keys must be str, got {type(key).__name__}")
         _check_str(f"{name} key {key!a}", key)
         if isinstance(values, str):
-            out[key] = [_check_str(f"{name}[{key!a}]", values)]
+            items.append((key, (_check_str(f"{name}[{key!a}]", values),)))
             continue
         if not isinstance(values, Iterable) or isinstance(values, bytes | bytearray):
             raise InvokeError(
                 f"{name}[{key!r}] must be a str or a list of str, got {type(values).__name__}"
             )
-        vals = list(values)
+        vals = tuple(values)
         for v in vals:
             if not isinstance(v, str):
                 raise InvokeError(f"{name}[{key!r}] values must be str, got {type(v).__name__}")
             _check_str(f"{name}[{key!a}] value", v)
-        out[key] = vals
-    return out
+        items.append((key, vals))
+    return tuple(items)
 
 
-_PairsKey: TypeAlias = tuple[bool, tuple[tuple[str, tuple[str, ...]], ...]]
-_CONVERTED: dict[_PairsKey, tuple[tuple[str, MetadataValue], ...]] = {}
+_CONVERTED: dict[tuple[bool, _Items], tuple[tuple[str, MetadataValue], ...]] = {}
 _CONVERTED_MAX: Final = 256
 
 
 def _converted_pairs(
-    internal: dict[str, list[str]], http_header_conversion: bool
+    items: _Items, http_header_conversion: bool
 ) -> tuple[tuple[str, MetadataValue], ...]:
-    """``internal_to_grpc(internal, http_header_conversion).to_grpc()``, memoised by content.
+    """``internal_to_grpc(dict(items), http_header_conversion).to_grpc()``, memoised by content.
 
     Applications build a fresh request per call, usually with the same few metadata sets, so the
     conversion (and its checks) runs once per distinct set rather than once per call. The result
@@ -204,22 +210,26 @@ def _converted_pairs(
     convert is not remembered, so it fails again the same way. At most ``_CONVERTED_MAX`` sets
     are kept (the table is emptied when full: bounded memory, no lock needed).
     """
-    key = (http_header_conversion, tuple([(k, tuple(v)) for k, v in internal.items()]))
+    if not items:
+        return ()
+    key = (http_header_conversion, items)
     pairs = _CONVERTED.get(key)
     if pairs is None:
-        pairs = internal_to_grpc(internal, http_header_conversion).to_grpc()
+        pairs = internal_to_grpc(dict(items), http_header_conversion).to_grpc()
         if len(_CONVERTED) >= _CONVERTED_MAX:
             _CONVERTED.clear()
         _CONVERTED[key] = pairs
     return pairs
 
 
-def _internal_to_pb(md: Mapping[str, Sequence[str]]) -> dict[str, internals_pb2.ListStringValue]:
-    return {k: internals_pb2.ListStringValue(values=v) for k, v in md.items()}
+def _internal_to_pb(
+    items: Iterable[tuple[str, Sequence[str]]],
+) -> dict[str, internals_pb2.ListStringValue]:
+    return {k: internals_pb2.ListStringValue(values=v) for k, v in items}
 
 
-def _pb_to_internal(md: Mapping[str, internals_pb2.ListStringValue]) -> dict[str, list[str]]:
-    return {k: list(v.values) for k, v in md.items()}
+def _pb_to_internal(md: Mapping[str, internals_pb2.ListStringValue]) -> _Items:
+    return tuple([(k, tuple(v.values)) for k, v in md.items()])
 
 
 def _received_metadata(name: str, md: object) -> Metadata:
@@ -254,8 +264,8 @@ def _metadata_from_internal(md: Mapping[str, internals_pb2.ListStringValue]) -> 
     return Metadata.from_grpc(pairs)
 
 
-def _unpack(data: any_pb2.Any | None, message_cls: type[_M]) -> _M:
-    if data is None or not data.type_url:
+def _unpack(data: any_pb2.Any | bytes | None, message_cls: type[_M]) -> _M:
+    if not isinstance(data, any_pb2.Any) or not data.type_url:
         raise InvokeError(
             f"the data is not a packed protobuf message (empty type_url); cannot unpack"
             f" {message_cls.__name__}"
@@ -293,6 +303,17 @@ def _copy_any(data: any_pb2.Any | None) -> any_pb2.Any | None:
     return None if data is None else _clone_any(data)
 
 
+def _data_key(data: bytes | any_pb2.Any | None) -> tuple[str, bytes] | None:
+    """``(type_url, value)`` of a request's data: raw bytes and an Any with an empty type_url
+    holding them are the same data."""
+    if data is None:
+        return None
+    if type(data) is bytes:
+        return ("", data)
+    packed = cast(any_pb2.Any, data)
+    return (packed.type_url, packed.value)
+
+
 # ------------------------------------------------------------------------------------------
 # request
 
@@ -304,28 +325,35 @@ class InvokeMethodRequest:
     extension (no ``http_extension`` field), no metadata. Builders change this object and return it.
     """
 
-    __slots__ = ("_content_type", "_data", "_http", "_metadata", "_method", "_pairs", "_ver")
+    __slots__ = ("_content_type", "_data", "_http", "_metadata", "_method", "_ver")
 
     _method: str
     _ver: int
-    _metadata: dict[str, list[str]]
-    _data: any_pb2.Any | None
+    _metadata: _Items
+    # Raw data as bytes (sent as an Any with an empty type_url; the Any is built only when
+    # needed), a packed message as an Any, or None.
+    _data: bytes | any_pb2.Any | None
     _content_type: str
     _http: tuple[HTTPVerb, str] | None
-    # grpc_pairs() results by http_header_conversion; cleared by with_metadata.
-    _pairs: dict[bool, tuple[tuple[str, MetadataValue], ...]]
 
     def __init__(self, method: str) -> None:
         """``method`` is the app's method name, a non-empty str (``InvokeRequest.method``)."""
-        if not isinstance(method, str) or not method:
-            raise InvokeError(f"method must be a non-empty str, got {method!r}")
-        self._reset(_check_str("method", method))
+        if type(method) is not str or not method or not method.isascii():
+            if not isinstance(method, str) or not method:
+                raise InvokeError(f"method must be a non-empty str, got {method!r}")
+            _check_str("method", method)
+        # _reset, inlined: a request is built on every call.
+        self._method = method
+        self._ver = APIVersion.V1
+        self._metadata = ()
+        self._data = None
+        self._content_type = ""
+        self._http = None
 
     def _reset(self, method: str) -> None:
         self._method = method
         self._ver = APIVersion.V1
-        self._metadata = {}
-        self._pairs = {}
+        self._metadata = ()
         self._data = None
         self._content_type = ""
         self._http = None
@@ -348,8 +376,7 @@ class InvokeMethodRequest:
         lower-cased and checked when converted to gRPC, see
         :func:`~grpc_channel.metadata.internal_to_grpc`).
         """
-        self._metadata = _internal_copy("metadata", metadata)
-        self._pairs = {}
+        self._metadata = _internal_items("metadata", metadata)
         return self
 
     def with_data(
@@ -357,9 +384,10 @@ class InvokeMethodRequest:
     ) -> InvokeMethodRequest:
         """Raw data (bytes-like; ``str`` is refused: encode it) with its content type; sent as an
         ``Any`` with an empty ``type_url``. Replaces earlier data or message."""
-        raw = _check_bytes("data", data)
-        self._content_type = _check_str("content_type", content_type)
-        self._data = any_pb2.Any(value=raw)
+        if type(content_type) is not str or not content_type.isascii():
+            _check_str("content_type", content_type)
+        self._data = data if type(data) is bytes else _check_bytes("data", data)
+        self._content_type = content_type
         return self
 
     def with_message(self, message: Message) -> InvokeMethodRequest:
@@ -409,35 +437,39 @@ class InvokeMethodRequest:
     @property
     def metadata(self) -> dict[str, list[str]]:
         """A copy of the internal metadata."""
-        return {k: list(v) for k, v in self._metadata.items()}
+        return {k: list(v) for k, v in self._metadata}
 
     def grpc_metadata(self, http_header_conversion: bool = True) -> Metadata:
         """The internal metadata as gRPC metadata, by
         :func:`~grpc_channel.metadata.internal_to_grpc` (raises MetadataError for invalid keys or
         values)."""
-        return internal_to_grpc(self._metadata, http_header_conversion)
+        return internal_to_grpc(dict(self._metadata), http_header_conversion)
 
     def grpc_pairs(
         self, http_header_conversion: bool = True
     ) -> tuple[tuple[str, MetadataValue], ...]:
-        """:meth:`grpc_metadata` in grpcio's ``metadata=`` form, cached until the next
-        :meth:`with_metadata`: a request sent many times converts its metadata once. Raises
-        MetadataError like :meth:`grpc_metadata` (and nothing is cached then)."""
-        pairs = self._pairs.get(http_header_conversion)
-        if pairs is None:
-            pairs = _converted_pairs(self._metadata, http_header_conversion)
-            self._pairs[http_header_conversion] = pairs
-        return pairs
+        """:meth:`grpc_metadata` in grpcio's ``metadata=`` form. Conversions are remembered by
+        content (a few hundred distinct metadata sets): requests that carry the same metadata,
+        as most calls of one caller do, convert it once. Raises MetadataError like
+        :meth:`grpc_metadata` (and nothing is remembered then)."""
+        return _converted_pairs(self._metadata, http_header_conversion)
 
     @property
     def data(self) -> bytes:
         """The data bytes: the raw data, or the serialised message; ``b""`` when none."""
-        return b"" if self._data is None else self._data.value
+        data = self._data
+        if data is None:
+            return b""
+        return data if type(data) is bytes else cast(any_pb2.Any, data).value
 
     @property
     def data_any(self) -> any_pb2.Any | None:
-        """A copy of the data as ``Any`` (``None`` when no data was set)."""
-        return _copy_any(self._data)
+        """A copy of the data as ``Any`` (``None`` when no data was set; raw data has an empty
+        ``type_url``)."""
+        data = self._data
+        if type(data) is bytes:
+            return any_pb2.Any(value=data)
+        return _copy_any(cast("any_pb2.Any | None", data))
 
     @property
     def content_type(self) -> str:
@@ -465,8 +497,11 @@ class InvokeMethodRequest:
     def to_invoke_request(self) -> common_pb2.InvokeRequest:
         """The ``InvokeRequest`` sent to ``AppCallback/OnInvoke`` (a new message each call)."""
         req = common_pb2.InvokeRequest(method=self._method, content_type=self._content_type)
-        if self._data is not None:
-            req.data.CopyFrom(self._data)
+        data = self._data
+        if type(data) is bytes:
+            req.data.value = data  # marks ``data`` present even when empty, as an Any would
+        elif data is not None:
+            req.data.CopyFrom(cast(any_pb2.Any, data))
         if self._http is not None:
             req.http_extension.verb = self._http[0].value  # type: ignore[assignment]
             req.http_extension.querystring = self._http[1]
@@ -510,7 +545,6 @@ class InvokeMethodRequest:
             raise InvokeError("InternalInvokeRequest has no message field")
         req = cls.from_invoke_request(pb.message, api_version=pb.ver)
         req._metadata = _pb_to_internal(pb.metadata)
-        req._pairs = {}
         return req
 
     # misc -----------------------------------------------------------------------------------
@@ -519,8 +553,9 @@ class InvokeMethodRequest:
         """An independent copy."""
         out = InvokeMethodRequest._blank(self._method)
         out._ver = self._ver
-        out._metadata = self.metadata
-        out._data = _copy_any(self._data)
+        out._metadata = self._metadata  # immutable: shared
+        data = self._data
+        out._data = data if type(data) is bytes else _copy_any(cast("any_pb2.Any | None", data))
         out._content_type = self._content_type
         out._http = self._http
         return out
@@ -531,8 +566,8 @@ class InvokeMethodRequest:
         return (
             self._method == other._method
             and self._ver == other._ver
-            and self._metadata == other._metadata
-            and self._data == other._data
+            and dict(self._metadata) == dict(other._metadata)
+            and _data_key(self._data) == _data_key(other._data)
             and self._content_type == other._content_type
             and self._http == other._http
         )
@@ -541,12 +576,14 @@ class InvokeMethodRequest:
 
     def __repr__(self) -> str:
         http = "" if self._http is None else f", http={self._http[0].name} {self._http[1]!r}"
-        kind = "" if self._data is None else f", data={len(self._data.value)} bytes"
-        if self._data is not None and self._data.type_url:
-            kind += f" ({self._data.type_url})"
+        key = _data_key(self._data)
+        kind = "" if key is None else f", data={len(key[1])} bytes"
+        if key is not None and key[0]:
+            kind += f" ({key[0]})"
+        keys = sorted(k for k, _ in self._metadata)
         return (
             f"InvokeMethodRequest({self._method!r}, ver={self._ver}{kind},"
-            f" content_type={self._content_type!r}{http}, metadata keys={sorted(self._metadata)})"
+            f" content_type={self._content_type!r}{http}, metadata keys={keys})"
         )
 
 
@@ -782,7 +819,8 @@ class InvokeMethodResponse:
         returns, immutable) is read on first access of ``headers``/``trailers``: most callers of
         the hot path never look at them."""
         rsp = cls.__new__(cls)
-        rsp.status = InvokeStatus()
+        rsp.status = status = InvokeStatus.__new__(InvokeStatus)  # OK; __init__ inlined
+        status.code, status.message, status.details = 0, "", []
         if type(headers) is tuple:
             rsp._headers, rsp._raw_headers = None, headers
         else:
@@ -930,8 +968,8 @@ class InvokeMethodResponse:
             status=internals_pb2.Status(
                 code=code, message=self.status.message, details=self.status.details
             ),
-            headers=_internal_to_pb(grpc_to_internal(self.headers)),
-            trailers=_internal_to_pb(grpc_to_internal(self.trailers)),
+            headers=_internal_to_pb(grpc_to_internal(self.headers).items()),
+            trailers=_internal_to_pb(grpc_to_internal(self.trailers).items()),
             message=self.to_invoke_response(),
         )
 

@@ -68,6 +68,35 @@ def test_raw_data_travels_as_any_with_empty_type_url() -> None:
     assert empty.HasField("data") and empty.data.value == b""
 
 
+def test_raw_data_equals_the_same_bytes_received_as_an_any() -> None:
+    sent = InvokeMethodRequest("m").with_data(b"payload", "text/plain")
+    received = InvokeMethodRequest.from_invoke_request(sent.to_invoke_request())
+    assert received == sent and sent == received
+    assert received != InvokeMethodRequest("m").with_data(b"other", "text/plain")
+    packed = InvokeMethodRequest("m").with_message(wrappers_pb2.BytesValue(value=b"payload"))
+    assert packed.with_content_type("text/plain") != sent  # a type_url makes it other data
+    first = sent.data_any
+    assert first is not None and (first.type_url, first.value) == ("", b"payload")
+    first.value = b"changed"  # a copy: the request keeps its data
+    assert sent.data == b"payload" and sent.to_invoke_request().data.value == b"payload"
+    assert "data=7 bytes" in repr(sent)
+    assert InvokeMethodRequest("m").data_any is None
+
+
+def test_metadata_is_a_snapshot_of_the_callers_mapping() -> None:
+    values = ["1"]
+    mapping: dict[str, str | list[str]] = {"x-a": values, "x-b": "2"}
+    req = InvokeMethodRequest("m").with_metadata(mapping)
+    values.append("changed")
+    mapping["x-c"] = "3"
+    assert req.metadata == {"x-a": ["1"], "x-b": ["2"]}
+    assert req.grpc_pairs() == (("x-a", "1"), ("x-b", "2"))
+    req.metadata["x-a"].append("not kept")  # a copy as well
+    assert req.metadata == {"x-a": ["1"], "x-b": ["2"]}
+    reordered = InvokeMethodRequest("m").with_metadata({"x-b": "2", "x-a": ["1"]})
+    assert reordered == req  # equal content, whatever the order
+
+
 @pytest.mark.parametrize(
     ("data", "pattern"),
     [("text", r"data must be bytes, got str \(encode text first"), (5, r"got int")],
