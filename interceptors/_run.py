@@ -119,13 +119,34 @@ class Invocation(ClientCall):
 
 def remaining(inv: ClientCall) -> float | None:
     """Seconds left until ``inv.deadline`` (what travels as the timeout); refuses a passed one."""
-    deadline = inv.deadline
+    return time_left(inv.deadline)
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (``monotonic()``; None: no deadline, None back). Raises
+    ``LocalRpcError`` DEADLINE_EXCEEDED once it has passed: the call must not be sent."""
     if deadline is None:
         return None
     left = deadline - monotonic()
     if left <= 0:
         raise LocalRpcError(DEADLINE_EXCEEDED, "Deadline Exceeded (before the call was sent)")
     return left
+
+
+def outcome_code(exc: BaseException) -> grpc.StatusCode:
+    """The status of a client call that raised ``exc``, as :func:`record_error` records it: the
+    error's own code, CANCELLED for a cancellation or an interrupt, UNKNOWN for anything else."""
+    if isinstance(exc, grpc.RpcError):
+        code_of = getattr(exc, "code", None)
+        if callable(code_of):
+            try:
+                code = code_of()
+            except Exception:  # a half-built error object
+                return UNKNOWN
+            return code if isinstance(code, grpc.StatusCode) else UNKNOWN
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        return CANCELLED
+    return UNKNOWN
 
 
 def _pairs(md: Any) -> tuple[tuple[str, str | bytes], ...]:
@@ -139,11 +160,10 @@ def record_error(call: ClientCall, exc: BaseException) -> None:
     if call.error is exc:
         return
     call.error = exc
+    call.code = outcome_code(exc)
     if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
         try:
             err: Any = exc
-            code = err.code()
-            call.code = code if isinstance(code, grpc.StatusCode) else UNKNOWN
             call.details = err.details() or ""
             call.initial_metadata = _pairs(err.initial_metadata())
             call.trailing_metadata = _pairs(err.trailing_metadata())
@@ -151,14 +171,11 @@ def record_error(call: ClientCall, exc: BaseException) -> None:
             if callable(peer):
                 call.peer = peer() or ""
         except Exception:  # a half-built error object; keep what we have
-            if call.code is None:
-                call.code = UNKNOWN
+            pass
         return
-    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
-        call.code = CANCELLED
+    if call.code is CANCELLED:
         call.details = "Cancelled"
     else:
-        call.code = UNKNOWN
         call.details = f"{type(exc).__name__} raised in the client"
 
 

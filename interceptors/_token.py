@@ -104,6 +104,21 @@ class AppToken(ClientPolicy):
                         break
             md.append(pair)
 
+    def stamp(
+        self, pairs: tuple[tuple[str, str | bytes], ...]
+    ) -> tuple[tuple[str, str | bytes], ...]:
+        """``pairs`` as :meth:`client_start` leaves a call's metadata: any ``header`` pair
+        dropped and the token appended (unchanged without a token). For callers that make a call
+        without a chain (the app channel's direct path)."""
+        pair = self._pair
+        if pair is None:
+            return pairs
+        header = self.header
+        for key, _ in pairs:
+            if key == header:
+                return (*[p for p in pairs if p[0] != header], pair)
+        return (*pairs, pair)
+
     def __repr__(self) -> str:
         return f"AppToken(header={self.header!r}, enabled={self.enabled})"
 

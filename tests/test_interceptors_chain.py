@@ -31,7 +31,8 @@ from support_interceptors import (
 
 from interceptors._chain import Chain, compose
 from interceptors._errors import LocalRpcError
-from interceptors._policy import ClientCall, ClientPolicy, ServerCall, ServerPolicy
+from interceptors._policy import CallShape, ClientCall, ClientPolicy, ServerCall, ServerPolicy
+from interceptors._run import outcome_code, record_error
 
 MODES = ("wrap", "icpt")
 
@@ -465,3 +466,31 @@ def test_a_raising_finish_hook_never_skips_the_others(request_: bytes) -> None:
         with pytest.raises(expected_error):
             channel.unary_unary(UU)(request_)
         assert limit.in_flight == 0
+
+
+class _HalfBuiltError(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        raise RuntimeError("not built yet")
+
+
+class _CodelessError(grpc.RpcError):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (LocalRpcError(grpc.StatusCode.UNAVAILABLE, "down"), grpc.StatusCode.UNAVAILABLE),
+        (_HalfBuiltError(), grpc.StatusCode.UNKNOWN),
+        (_CodelessError(), grpc.StatusCode.UNKNOWN),
+        (asyncio.CancelledError(), grpc.StatusCode.CANCELLED),
+        (KeyboardInterrupt(), grpc.StatusCode.CANCELLED),
+        (ValueError("boom"), grpc.StatusCode.UNKNOWN),
+    ],
+    ids=["rpc-error", "half-built", "codeless", "cancelled", "interrupt", "other"],
+)
+def test_outcome_code_is_what_the_chain_records(exc: BaseException, code: grpc.StatusCode) -> None:
+    assert outcome_code(exc) is code
+    call = ClientCall("/svc/M", CallShape.UNARY_UNARY, [], None, None, 0.0)
+    record_error(call, exc)
+    assert call.code is code

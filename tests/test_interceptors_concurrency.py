@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 from concurrent import futures
 from typing import Any
 
@@ -565,3 +566,43 @@ def test_unread_stream_that_times_out_gives_its_slot_back(aio: bool, mode: str) 
             assert limit.in_flight == 1
             assert wait_until(lambda: limit.in_flight == 0)
             assert stream.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+# ---------------------------------------------------------------------------------------------
+# take / give_back: the limit without a chain (the app channel's direct path)
+
+
+def test_take_and_give_back_keep_the_chains_rules() -> None:
+    limit = ConcurrencyLimit(1, max_queue=1)
+    assert limit.take(None) is None  # free at once
+    assert limit.in_flight == 1
+    got: list[float | None] = []
+    waiter = threading.Thread(target=lambda: got.append(limit.take(time.monotonic() + 30)))
+    waiter.start()
+    try:
+        assert wait_until(lambda: limit.queued == 1)
+        with pytest.raises(grpc.RpcError) as full:
+            limit.take(None)  # the queue (max 1) is full: refused at once
+        assert full.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        before = time.monotonic()
+        limit.give_back(grpc.StatusCode.OK, before)  # hands the slot to the queued caller
+    finally:
+        waiter.join(10)
+    assert len(got) == 1 and got[0] is not None and got[0] >= before  # when it got the slot
+    assert (limit.in_flight, limit.queued) == (1, 0)
+    with pytest.raises(grpc.RpcError) as late:
+        limit.take(time.monotonic() + 0.05)  # queued past its deadline
+    assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert (limit.in_flight, limit.queued) == (1, 0)  # the late caller holds nothing
+    limit.give_back(grpc.StatusCode.OK, time.monotonic())
+    assert limit.in_flight == 0
+
+
+def test_give_back_teaches_an_adaptive_limit() -> None:
+    limit = ConcurrencyLimit(AimdLimit(10, min_limit=1, max_limit=20))
+    for _ in range(30):
+        started = time.monotonic()
+        assert limit.take(None) is None
+        limit.give_back(grpc.StatusCode.UNAVAILABLE, started)  # a drop code: the limit shrinks
+    assert limit.limit < 10
+    assert limit.in_flight == 0

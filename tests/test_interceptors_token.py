@@ -148,3 +148,21 @@ def test_bad_header_names_are_refused(header: str) -> None:
 def test_bad_skip_methods_are_refused() -> None:
     with pytest.raises(ValueError, match="full method paths"):
         TokenAuth(SECRET, skip_methods=["Health/Check"])
+
+
+def test_stamp_replaces_any_token_and_appends_the_channels(monkeypatch: Any) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    token = AppToken(SECRET)
+    assert token.stamp(()) == (("dapr-api-token", SECRET),)
+    assert token.stamp((("a", "1"), ("dapr-api-token", "theirs"), ("b", b"2"))) == (
+        ("a", "1"),
+        ("b", b"2"),
+        ("dapr-api-token", SECRET),
+    )
+    custom = AppToken(SECRET, header="x-token")
+    assert custom.stamp((("x-token", "old"), ("dapr-api-token", "kept"))) == (
+        ("dapr-api-token", "kept"),
+        ("x-token", SECRET),
+    )
+    untouched = (("dapr-api-token", "theirs"),)
+    assert AppToken(None).stamp(untouched) is untouched  # no token: nothing to stamp
