@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Generator
+from time import monotonic
 from types import TracebackType
 from typing import Any, cast
 
@@ -53,10 +54,13 @@ from grpc_channel.v1 import appcallback_pb2, common_pb2
 from interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
 from interceptors._concurrency import ConcurrencyLimit
 from interceptors._response_metadata import read_response_metadata
+from interceptors._run import outcome_code, time_left
+from interceptors._token import AppToken
 
 __all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
 
 _InvokeResponse = common_pb2.InvokeResponse
+_OK = grpc.StatusCode.OK
 _HealthResponse = appcallback_pb2.HealthCheckResponse
 _READY_POLL = 0.05
 
@@ -69,6 +73,10 @@ class AsyncChannel:
     __slots__ = (
         "_captures",
         "_closed",
+        "_direct_limit",
+        "_direct_mc",
+        "_direct_md",
+        "_direct_token",
         "_engine",
         "_fast",
         "_grpc",
@@ -114,6 +122,17 @@ class AsyncChannel:
             else invoke_mc
         )
         self._fast = plan.plain
+        # On that path, a limit and a token (the usual policies) run inline, without the chain.
+        direct = core.direct_policies(grpc_channel) if self._fast else None
+        self._direct_mc: Any = None
+        self._direct_limit: ConcurrencyLimit | None = None
+        self._direct_token: AppToken | None = None
+        self._direct_md: dict[int, tuple[object, tuple[tuple[str, str | bytes], ...]]] = {}
+        if direct is not None:
+            self._direct_mc = direct.wrapped.unary_unary(
+                core.ON_INVOKE_PATH, core.serialize_invoke_request, core.parse_invoke_response
+            )
+            self._direct_limit, self._direct_token = direct.limit, direct.token
         self._closed = False
 
     @classmethod
@@ -155,6 +174,14 @@ class AsyncChannel:
             # The fast path: no call options, or just timeout(s) (see core.timeout_only).
             if self._fast and (not call_options or core.timeout_only(call_options)):
                 plan = self._plan
+                if self._direct_mc is not None:
+                    return await self._call_direct(
+                        request.to_invoke_request(),
+                        core.fast_timeout(call_options, plan.template.timeout),
+                        core.direct_metadata(
+                            request, plan.template.metadata, self._direct_token, self._direct_md
+                        ),
+                    )
                 call = self._invoke_mc(
                     request.to_invoke_request(),
                     timeout=core.fast_timeout(call_options, plan.template.timeout),
@@ -190,6 +217,38 @@ class AsyncChannel:
         response = core.reply_response(reply, None, None)
         response.headers, response.trailers = headers, trailers
         return response
+
+    async def _call_direct(
+        self,
+        message: common_pb2.InvokeRequest,
+        timeout: float | None,
+        metadata: tuple[tuple[str, str | bytes], ...],
+    ) -> InvokeMethodResponse:
+        """``OnInvoke`` through the channel's limit run inline (see
+        :func:`~grpc_channel._channel_core.direct_policies`), ``metadata`` already carrying its
+        token: the chain's outcome, without it."""
+        limit = self._direct_limit
+        started = monotonic()
+        granted = None
+        if limit is not None and not limit.try_take():
+            granted = await limit.take_async(None if timeout is None else started + timeout)
+        try:
+            if granted is not None:  # it queued: the round trip starts now, with less time left
+                deadline = None if timeout is None else started + timeout
+                started = granted
+                timeout = time_left(deadline)
+            call = self._direct_mc(
+                message, timeout=timeout, metadata=metadata or None, **self._plan.fast_kwargs
+            )
+            reply = await call
+            headers, trailers = await read_response_metadata(call)
+        except BaseException as exc:
+            if limit is not None:
+                limit.give_back(outcome_code(exc), started)
+            raise
+        if limit is not None:
+            limit.give_back(_OK, started)
+        return core.reply_response(reply, headers, trailers)
 
     async def health_probe(self, timeout: float | None = None) -> bool:
         """As :meth:`grpc_channel.channel.Channel.health_probe`."""

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import threading
 import time
+from time import monotonic
 from types import TracebackType
 from typing import Any
 
@@ -72,6 +73,8 @@ from grpc_channel.options import (
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 from interceptors._concurrency import ConcurrencyLimit
 from interceptors._response_metadata import ended_call_metadata
+from interceptors._run import outcome_code, time_left
+from interceptors._token import AppToken
 
 __all__ = [
     "AppChannel",
@@ -84,6 +87,7 @@ __all__ = [
     "with_raise_errors",
 ]
 
+_OK = grpc.StatusCode.OK
 _InvokeResponse = common_pb2.InvokeResponse
 _HealthResponse = appcallback_pb2.HealthCheckResponse
 _READY_POLL = 0.05  # seconds between HealthCheck attempts that got an answer other than "up"
@@ -98,6 +102,10 @@ class Channel:
 
     __slots__ = (
         "_closed",
+        "_direct_limit",
+        "_direct_mc",
+        "_direct_md",
+        "_direct_token",
         "_engine",
         "_fast",
         "_grpc",
@@ -129,6 +137,17 @@ class Channel:
         # Calls without call options skip the engine's per-call record when nothing at dial level
         # needs one (no hooks, credentials or size limits): the hot path.
         self._fast = self._plan.plain
+        # On that path, a limit and a token (the usual policies) run inline, without the chain.
+        direct = core.direct_policies(self._grpc) if self._fast else None
+        self._direct_mc: Any = None
+        self._direct_limit: ConcurrencyLimit | None = None
+        self._direct_token: AppToken | None = None
+        self._direct_md: dict[int, tuple[object, tuple[tuple[str, str | bytes], ...]]] = {}
+        if direct is not None:
+            self._direct_mc = direct.wrapped.unary_unary(
+                core.ON_INVOKE_PATH, core.serialize_invoke_request, core.parse_invoke_response
+            )
+            self._direct_limit, self._direct_token = direct.limit, direct.token
         self._limit, health = core.health_channel(self._grpc)
         self._health_engine = (
             SyncEngine(health, self._plan) if health is not self._grpc else self._engine
@@ -183,12 +202,19 @@ class Channel:
             # The fast path: no call options, or just timeout(s) (see core.timeout_only).
             if self._fast and (not call_options or core.timeout_only(call_options)):
                 plan = self._plan
-                reply, call = self._invoke_mc.with_call(
-                    request.to_invoke_request(),
-                    timeout=core.fast_timeout(call_options, plan.template.timeout),
-                    metadata=core.call_metadata(request, plan.template.metadata) or None,
-                    **plan.fast_kwargs,
-                )
+                timeout = core.fast_timeout(call_options, plan.template.timeout)
+                if self._direct_mc is not None:
+                    metadata = core.direct_metadata(
+                        request, plan.template.metadata, self._direct_token, self._direct_md
+                    )
+                    reply, call = self._call_direct(request.to_invoke_request(), timeout, metadata)
+                else:
+                    reply, call = self._invoke_mc.with_call(
+                        request.to_invoke_request(),
+                        timeout=timeout,
+                        metadata=core.call_metadata(request, plan.template.metadata) or None,
+                        **plan.fast_kwargs,
+                    )
                 return core.reply_response(reply, *ended_call_metadata(call))
             headers, trailers = Metadata(), Metadata()
             reply = self._engine.call_unary(
@@ -310,6 +336,34 @@ class Channel:
         return route
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _call_direct(
+        self,
+        message: common_pb2.InvokeRequest,
+        timeout: float | None,
+        metadata: tuple[tuple[str, str | bytes], ...],
+    ) -> tuple[common_pb2.InvokeResponse, Any]:
+        """``OnInvoke`` through the channel's limit run inline (see
+        :func:`~grpc_channel._channel_core.direct_policies`), ``metadata`` already carrying its
+        token: the chain's outcome, without it."""
+        call = self._direct_mc.with_call
+        kwargs = self._plan.fast_kwargs
+        limit = self._direct_limit
+        if limit is None:
+            return call(message, timeout=timeout, metadata=metadata or None, **kwargs)  # type: ignore[no-any-return]
+        started = monotonic()
+        granted = limit.take(None if timeout is None else started + timeout)
+        try:
+            if granted is not None:  # it queued: the round trip starts now, with less time left
+                deadline = None if timeout is None else started + timeout
+                started = granted
+                timeout = time_left(deadline)
+            result = call(message, timeout=timeout, metadata=metadata or None, **kwargs)
+        except BaseException as exc:
+            limit.give_back(outcome_code(exc), started)
+            raise
+        limit.give_back(_OK, started)
+        return result  # type: ignore[no-any-return]
 
     def _failure(self, error: grpc.RpcError) -> InvokeMethodResponse:
         if self._raise:

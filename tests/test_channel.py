@@ -28,11 +28,15 @@ from grpc_channel._channel_core import (
 )
 from grpc_channel.channel import Channel, with_raise_errors
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
+from grpc_channel.metadata import Metadata, outgoing_metadata
 from grpc_channel.options import (
     CallOption,
     DialOption,
+    header,
+    metadata,
     timeout,
     with_app_token,
+    with_default_call_options,
     with_insecure,
     with_max_concurrency,
 )
@@ -240,6 +244,57 @@ def test_a_callers_token_in_request_metadata_never_reaches_the_app(app: AppPeer,
     seen = seen_metadata(invoke(app.port, aio, req))
     assert "dapr-api-token" not in seen  # dropped when the channel has no token
     assert seen["x-keep"] == ["k"]
+
+
+@AIO
+def test_plain_invokes_send_what_the_policy_chain_sends(own_app: AppPeer, aio: bool) -> None:
+    """A plain invoke (no call options) runs the limit and token inline; one with a call option
+    goes through the policy chain. The app must not tell them apart, whatever the context sets."""
+    req = request("metadata").with_metadata(
+        {"dapr-api-token": "callers-own", "x-keep": "k", "Accept": "json"}
+    )
+    dial = (
+        with_app_token("s3cret"),
+        with_max_concurrency(4),
+        with_default_call_options(metadata("x-default", "d")),
+    )
+    through_chain: tuple[CallOption, ...] = (header(Metadata()),)
+    keys = ("dapr-api-token", "x-keep", "dapr-accept", "x-default", "x-context")
+
+    async def calls_aio() -> list[dict[str, list[str]]]:
+        async with AsyncChannel.local(own_app.port, *dial) as channel:
+            out = [seen_metadata(await channel.invoke_method(req))]
+            with outgoing_metadata({"x-context": "c", "dapr-api-token": "ctx"}):
+                out.append(seen_metadata(await channel.invoke_method(req)))
+                out.append(seen_metadata(await channel.invoke_method(req, *through_chain)))
+            out.append(seen_metadata(await channel.invoke_method(req)))
+            out.append(seen_metadata(await channel.invoke_method(req, *through_chain)))
+            assert channel.concurrency_limit is not None
+            assert channel.concurrency_limit.in_flight == 0
+            return out
+
+    if aio:
+        seen = asyncio.run(calls_aio())
+    else:
+        with Channel.local(own_app.port, *dial) as channel:
+            seen = [seen_metadata(channel.invoke_method(req))]
+            with outgoing_metadata({"x-context": "c", "dapr-api-token": "ctx"}):
+                seen.append(seen_metadata(channel.invoke_method(req)))
+                seen.append(seen_metadata(channel.invoke_method(req, *through_chain)))
+            seen.append(seen_metadata(channel.invoke_method(req)))
+            seen.append(seen_metadata(channel.invoke_method(req, *through_chain)))
+            assert channel.concurrency_limit is not None
+            assert channel.concurrency_limit.in_flight == 0
+    picked = [{k: s.get(k) for k in keys} for s in seen]
+    plain = {
+        "dapr-api-token": ["s3cret"],  # the channel's token only, never the caller's
+        "x-keep": ["k"],
+        "dapr-accept": ["json"],
+        "x-default": ["d"],
+        "x-context": None,
+    }
+    in_context = {**plain, "x-context": ["c"]}
+    assert picked == [plain, in_context, in_context, plain, plain]
 
 
 @AIO
