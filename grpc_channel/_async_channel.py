@@ -55,7 +55,6 @@ from interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
 from interceptors._concurrency import ConcurrencyLimit
 from interceptors._response_metadata import read_response_metadata
 from interceptors._run import outcome_code, time_left
-from interceptors._token import AppToken
 
 __all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
 
@@ -73,10 +72,7 @@ class AsyncChannel:
     __slots__ = (
         "_captures",
         "_closed",
-        "_direct_limit",
-        "_direct_mc",
-        "_direct_md",
-        "_direct_token",
+        "_direct",
         "_engine",
         "_fast",
         "_grpc",
@@ -123,16 +119,7 @@ class AsyncChannel:
         )
         self._fast = plan.plain
         # On that path, a limit and a token (the usual policies) run inline, without the chain.
-        direct = core.direct_policies(grpc_channel) if self._fast else None
-        self._direct_mc: Any = None
-        self._direct_limit: ConcurrencyLimit | None = None
-        self._direct_token: AppToken | None = None
-        self._direct_md: dict[int, tuple[object, tuple[tuple[str, str | bytes], ...]]] = {}
-        if direct is not None:
-            self._direct_mc = direct.wrapped.unary_unary(
-                core.ON_INVOKE_PATH, core.serialize_invoke_request, core.parse_invoke_response
-            )
-            self._direct_limit, self._direct_token = direct.limit, direct.token
+        self._direct = core.direct_invoke(grpc_channel) if self._fast else None
         self._closed = False
 
     @classmethod
@@ -174,13 +161,13 @@ class AsyncChannel:
             # The fast path: no call options, or just timeout(s) (see core.timeout_only).
             if self._fast and (not call_options or core.timeout_only(call_options)):
                 plan = self._plan
-                if self._direct_mc is not None:
+                direct = self._direct
+                if direct is not None:
                     return await self._call_direct(
+                        direct,
                         request.to_invoke_request(),
                         core.fast_timeout(call_options, plan.template.timeout),
-                        core.direct_metadata(
-                            request, plan.template.metadata, self._direct_token, self._direct_md
-                        ),
+                        direct.metadata(request, plan.template.metadata),
                     )
                 call = self._invoke_mc(
                     request.to_invoke_request(),
@@ -220,14 +207,15 @@ class AsyncChannel:
 
     async def _call_direct(
         self,
+        direct: core.DirectInvoke,
         message: common_pb2.InvokeRequest,
         timeout: float | None,
         metadata: tuple[tuple[str, str | bytes], ...],
     ) -> InvokeMethodResponse:
         """``OnInvoke`` through the channel's limit run inline (see
-        :func:`~grpc_channel._channel_core.direct_policies`), ``metadata`` already carrying its
+        :func:`~grpc_channel._channel_core.direct_invoke`), ``metadata`` already carrying its
         token: the chain's outcome, without it."""
-        limit = self._direct_limit
+        limit = direct.limit
         started = monotonic()
         granted = None
         if limit is not None and not limit.try_take():
@@ -237,7 +225,7 @@ class AsyncChannel:
                 deadline = None if timeout is None else started + timeout
                 started = granted
                 timeout = time_left(deadline)
-            call = self._direct_mc(
+            call = direct.mc(
                 message, timeout=timeout, metadata=metadata or None, **self._plan.fast_kwargs
             )
             reply = await call

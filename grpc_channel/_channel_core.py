@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Awaitable, Iterable
-from typing import Any, Final, NamedTuple, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 
 import grpc
 from google.protobuf import empty_pb2
@@ -58,7 +58,7 @@ __all__ = [
     "AppNotReadyError",
     "AsyncAppChannel",
     "ChannelOptions",
-    "DirectPolicies",
+    "DirectInvoke",
     "RaiseErrorsDialOption",
     "SyncAppChannel",
     "aio_health_channel",
@@ -69,8 +69,7 @@ __all__ = [
     "check_timeout",
     "closed_error",
     "describe",
-    "direct_metadata",
-    "direct_policies",
+    "direct_invoke",
     "error_response",
     "fast_timeout",
     "health_channel",
@@ -287,22 +286,64 @@ def aio_health_channel(
     return limit, rest.wrap_aio(channel.wrapped) if rest is not None else channel.wrapped
 
 
-class DirectPolicies(NamedTuple):
-    """The policies of a channel that an invoke can run inline (see :func:`direct_policies`)."""
-
-    wrapped: Any
-    """The channel under the policies: calls made on it skip the policy chain."""
-    limit: ConcurrencyLimit | None
-    token: AppToken | None
+_DIRECT_MEMO_MAX: Final = 64
 
 
-def direct_policies(channel: object) -> DirectPolicies | None:
-    """The concurrency limit and app token of a channel ``open_channel`` built, when they are its
-    only policies (no tracing, no per-RPC credentials); None otherwise, or when it has none.
+class DirectInvoke:
+    """A channel's ``OnInvoke`` path with its limit and token run inline (see
+    :func:`direct_invoke`): the multicallable on the channel under the policies, the two policies
+    (either may be None) and the metadata memo of :meth:`metadata`."""
+
+    __slots__ = ("limit", "mc", "memo", "token")
+
+    def __init__(
+        self, wrapped: Any, limit: ConcurrencyLimit | None, token: AppToken | None
+    ) -> None:
+        self.mc: Any = wrapped.unary_unary(
+            ON_INVOKE_PATH, serialize_invoke_request, parse_invoke_response
+        )
+        self.limit = limit
+        self.token = token
+        self.memo: dict[int, tuple[object, tuple[tuple[str, str | bytes], ...]]] = {}
+
+    def metadata(
+        self, request: InvokeMethodRequest, defaults: tuple[tuple[str, str | bytes], ...]
+    ) -> tuple[tuple[str, str | bytes], ...]:
+        """:func:`call_metadata` with the token stamped (:meth:`AppToken.stamp`), as the chain
+        would send it.
+
+        When the context sets no outgoing metadata (the usual case) the result depends only on
+        the request's converted metadata, which :meth:`InvokeMethodRequest.grpc_pairs` returns as
+        one shared tuple per content, so ``memo`` (at most ``_DIRECT_MEMO_MAX`` entries) maps that
+        tuple's identity to the result. Each entry holds the tuple itself: its identity cannot
+        pass to another object while the entry lives.
+        """
+        token = self.token
+        if outgoing_pairs():
+            md = call_metadata(request, defaults)
+            return md if token is None else token.stamp(md)
+        pairs = request.grpc_pairs(True)
+        memo = self.memo
+        hit = memo.get(id(pairs))
+        if hit is not None and hit[0] is pairs:
+            return hit[1]
+        md = call_metadata(request, defaults)
+        if token is not None:
+            md = token.stamp(md)
+        if len(memo) >= _DIRECT_MEMO_MAX:
+            memo.clear()
+        memo[id(pairs)] = (pairs, md)
+        return md
+
+
+def direct_invoke(channel: object) -> DirectInvoke | None:
+    """The direct ``OnInvoke`` path of a channel ``open_channel`` built, when a concurrency limit
+    and the app token are its only policies (no tracing, no per-RPC credentials); None otherwise,
+    or when it has no policies at all (its own multicallable is then as direct).
 
     Those two need no per-call record: a plain invoke can take the slot, stamp the token and call
-    the wrapped channel itself, with the same outcome as the chain (the same limiter and token
-    objects, the same deadline rule) at a fraction of its cost on the hot path.
+    the wrapped channel itself, with the chain's outcome (the same limiter and token objects, the
+    same deadline rule) at a fraction of its cost on the hot path.
     """
     if not isinstance(channel, WrappedChannel | WrappedAioChannel):
         return None
@@ -315,7 +356,7 @@ def direct_policies(channel: object) -> DirectPolicies | None:
             token = policy
         else:
             return None
-    return DirectPolicies(channel.wrapped, limit, token)
+    return DirectInvoke(channel.wrapped, limit, token)
 
 
 def _split_limit(channel: object) -> tuple[ConcurrencyLimit | None, Chain | None]:
@@ -378,40 +419,6 @@ def call_metadata(
     own = outgoing_metadata(request)
     if own:
         md = md + own if md else own
-    return md
-
-
-_DIRECT_MEMO_MAX: Final = 64
-
-
-def direct_metadata(
-    request: InvokeMethodRequest,
-    defaults: tuple[tuple[str, str | bytes], ...],
-    token: AppToken | None,
-    memo: dict[int, tuple[object, tuple[tuple[str, str | bytes], ...]]],
-) -> tuple[tuple[str, str | bytes], ...]:
-    """The metadata of a direct-path invoke: :func:`call_metadata` with ``token`` stamped
-    (:meth:`AppToken.stamp`), as the chain would send it.
-
-    When the context sets no outgoing metadata (the usual case) the result depends only on the
-    request's converted metadata, which :meth:`InvokeMethodRequest.grpc_pairs` returns as one
-    shared tuple per content; ``memo`` (one per channel, at most ``_DIRECT_MEMO_MAX`` entries)
-    maps that tuple's identity to the result. Each entry holds the tuple itself, so the identity
-    cannot be reused by another object while the entry lives.
-    """
-    if outgoing_pairs():
-        md = call_metadata(request, defaults)
-        return md if token is None else token.stamp(md)
-    pairs = request.grpc_pairs(True)
-    hit = memo.get(id(pairs))
-    if hit is not None and hit[0] is pairs:
-        return hit[1]
-    md = call_metadata(request, defaults)
-    if token is not None:
-        md = token.stamp(md)
-    if len(memo) >= _DIRECT_MEMO_MAX:
-        memo.clear()
-    memo[id(pairs)] = (pairs, md)
     return md
 
 

@@ -74,7 +74,6 @@ from grpc_channel.v1 import appcallback_pb2, common_pb2
 from interceptors._concurrency import ConcurrencyLimit
 from interceptors._response_metadata import ended_call_metadata
 from interceptors._run import outcome_code, time_left
-from interceptors._token import AppToken
 
 __all__ = [
     "AppChannel",
@@ -102,10 +101,7 @@ class Channel:
 
     __slots__ = (
         "_closed",
-        "_direct_limit",
-        "_direct_mc",
-        "_direct_md",
-        "_direct_token",
+        "_direct",
         "_engine",
         "_fast",
         "_grpc",
@@ -138,16 +134,7 @@ class Channel:
         # needs one (no hooks, credentials or size limits): the hot path.
         self._fast = self._plan.plain
         # On that path, a limit and a token (the usual policies) run inline, without the chain.
-        direct = core.direct_policies(self._grpc) if self._fast else None
-        self._direct_mc: Any = None
-        self._direct_limit: ConcurrencyLimit | None = None
-        self._direct_token: AppToken | None = None
-        self._direct_md: dict[int, tuple[object, tuple[tuple[str, str | bytes], ...]]] = {}
-        if direct is not None:
-            self._direct_mc = direct.wrapped.unary_unary(
-                core.ON_INVOKE_PATH, core.serialize_invoke_request, core.parse_invoke_response
-            )
-            self._direct_limit, self._direct_token = direct.limit, direct.token
+        self._direct = core.direct_invoke(self._grpc) if self._fast else None
         self._limit, health = core.health_channel(self._grpc)
         self._health_engine = (
             SyncEngine(health, self._plan) if health is not self._grpc else self._engine
@@ -203,11 +190,14 @@ class Channel:
             if self._fast and (not call_options or core.timeout_only(call_options)):
                 plan = self._plan
                 timeout = core.fast_timeout(call_options, plan.template.timeout)
-                if self._direct_mc is not None:
-                    metadata = core.direct_metadata(
-                        request, plan.template.metadata, self._direct_token, self._direct_md
+                direct = self._direct
+                if direct is not None:
+                    reply, call = self._call_direct(
+                        direct,
+                        request.to_invoke_request(),
+                        timeout,
+                        direct.metadata(request, plan.template.metadata),
                     )
-                    reply, call = self._call_direct(request.to_invoke_request(), timeout, metadata)
                 else:
                     reply, call = self._invoke_mc.with_call(
                         request.to_invoke_request(),
@@ -339,16 +329,17 @@ class Channel:
 
     def _call_direct(
         self,
+        direct: core.DirectInvoke,
         message: common_pb2.InvokeRequest,
         timeout: float | None,
         metadata: tuple[tuple[str, str | bytes], ...],
     ) -> tuple[common_pb2.InvokeResponse, Any]:
         """``OnInvoke`` through the channel's limit run inline (see
-        :func:`~grpc_channel._channel_core.direct_policies`), ``metadata`` already carrying its
+        :func:`~grpc_channel._channel_core.direct_invoke`), ``metadata`` already carrying its
         token: the chain's outcome, without it."""
-        call = self._direct_mc.with_call
+        call = direct.mc.with_call
         kwargs = self._plan.fast_kwargs
-        limit = self._direct_limit
+        limit = direct.limit
         if limit is None:
             return call(message, timeout=timeout, metadata=metadata or None, **kwargs)  # type: ignore[no-any-return]
         started = monotonic()

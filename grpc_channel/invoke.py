@@ -342,13 +342,7 @@ class InvokeMethodRequest:
             if not isinstance(method, str) or not method:
                 raise InvokeError(f"method must be a non-empty str, got {method!r}")
             _check_str("method", method)
-        # _reset, inlined: a request is built on every call.
-        self._method = method
-        self._ver = APIVersion.V1
-        self._metadata = ()
-        self._data = None
-        self._content_type = ""
-        self._http = None
+        self._reset(method)
 
     def _reset(self, method: str) -> None:
         self._method = method

@@ -369,6 +369,7 @@ class ConcurrencyLimit(ClientPolicy, ServerPolicy):
     def client_finish(self, call: ClientCall) -> None:
         state = self._state
         if state.algorithm is None:
+            # give_back's fast path, inlined: every call through a chain ends here.
             with self._lock:  # fixed limit and nobody waiting: just give the slot back
                 if not state.queue:
                     state.in_flight -= 1
