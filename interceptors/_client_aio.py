@@ -132,20 +132,18 @@ async def prefetch(inv: Invocation, rcall: Any) -> None:
 class _UnaryCallBase:
     """State machine of a unary-response call: not started → running → settled."""
 
-    # Defaults on the class: a call object is made per call, and most keep these to the end.
-    _state = 0
-    _runner: asyncio.Task[Any] | None = None
-    _result: Any = None
-    _exc: BaseException | None = None
-    _waiters: list[asyncio.Future[None]] | None = None
-    _callbacks: list[Callable[[Any], None]] | None = None
-
     def __init__(self, level: Level, inv: Invocation, direct: Any = None) -> None:
         self._level = level
         self._inv = inv
         # The multicallable, when the chain has one level (no retry): __await__ then runs the
         # level and the wire itself instead of through two more coroutines.
         self._direct = direct
+        self._state = 0
+        self._runner: asyncio.Task[Any] | None = None
+        self._result: Any = None
+        self._exc: BaseException | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._callbacks: list[Callable[[Any], None]] | None = None
 
     async def _run(self) -> Any:
         self._state = 1
