@@ -9,7 +9,7 @@ From the command line: ``grpc-channel bench`` (or ``python -m benchmarks``). Fro
     port, app = start_demo()
     with app:
         arms, skipped = plan_arms(invoke_target(app.address), ["grpc-sync", "chain"])
-        result = run(arms, LoadSpec(rounds=8, block_calls=500), skipped=skipped)
+        result = run(arms, LoadSpec(rounds=40, block_calls=100), skipped=skipped)
     print(format_table(result))
 """
 

@@ -72,12 +72,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "metadata": _INVOKE_METADATA,
         "concurrency": 64,
         "demo_threads": 64,
+        # 2000-call blocks keep 64 calls in flight long enough to reach a steady state.
+        "rounds": 8,
         "block": 2000,
     },
 }
 """Named comparisons (``--preset``): each sets the variants and, for some, load options."""
 
-_DEFAULTS = {"concurrency": 1, "demo_threads": 32, "block": 500}
+_DEFAULTS = {"concurrency": 1, "demo_threads": 32, "rounds": 40, "block": 100}
 
 
 def _check_combinations(args: argparse.Namespace) -> None:
@@ -116,7 +118,7 @@ def _check_combinations(args: argparse.Namespace) -> None:
 def _apply_preset(args: argparse.Namespace) -> None:
     """Fill options not given on the command line from the preset, then from the defaults."""
     preset = PRESETS.get(args.preset or "", {})
-    for key in ("variants", "concurrency", "demo_threads", "block"):
+    for key in ("variants", "concurrency", "demo_threads", "rounds", "block"):
         if getattr(args, key) is None:
             setattr(args, key, preset.get(key, _DEFAULTS.get(key)))
     if not args.metadata:
@@ -160,8 +162,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--mode", choices=("closed", "open"), default="closed")
     load.add_argument("--concurrency", type=int, help="calls in flight, all workers (default 1)")
     load.add_argument("--rate", type=float, help="open loop: calls per second (all workers)")
-    load.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default 8)")
-    load.add_argument("--block", type=int, help="calls per variant per round (default 500)")
+    load.add_argument("--rounds", type=int, help="interleaved rounds (default 40)")
+    load.add_argument("--block", type=int, help="calls per variant per round (default 100)")
     total = load.add_mutually_exclusive_group()
     total.add_argument(
         "--calls", type=int, help="measured calls per variant, split over the rounds (sets --block)"

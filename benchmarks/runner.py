@@ -104,8 +104,10 @@ class RunError(RuntimeError):
 class LoadSpec:
     """How hard and how long to call. Counts and rates are totals over all workers.
 
-    Defaults: closed loop, 1 call in flight, 8 rounds of 500-call blocks per arm, 200 warm-up calls
-    per arm, one worker (in this process). Each round runs the arms in its own shuffled order (see
+    Defaults: closed loop, 1 call in flight, 40 rounds of 100-call blocks per arm, 200 warm-up
+    calls per arm, one worker (in this process). Many short rounds rather than a few long ones:
+    this host's load drifts over seconds, and the closer in time an arm's block is to its
+    baseline's, the less of that drift lands in their ratio (benchmarks/README.md gives figures). Each round runs the arms in its own shuffled order (see
     :func:`arm_order`), and with several arms each measured block is preceded by ``rewarm_calls``
     unrecorded closed-loop calls of the same arm, because the switch from another variant leaves
     its threads and caches cold; a fixed order would charge that to the same arms every round.
@@ -118,8 +120,8 @@ class LoadSpec:
     mode: Mode = "closed"
     concurrency: int = 1
     rate: float | None = None
-    rounds: int = 8
-    block_calls: int = 500
+    rounds: int = 40
+    block_calls: int = 100
     block_seconds: float | None = None
     warmup_calls: int = 200
     workers: int = 1

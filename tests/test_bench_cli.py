@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
@@ -16,7 +17,7 @@ from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection
 from support_bench import demo_process
 
-from benchmarks.cli import accuracy_verdict
+from benchmarks.cli import _apply_preset, accuracy_verdict, add_arguments
 from benchmarks.environment import environment
 from benchmarks.histogram import Histogram
 from benchmarks.runner import ArmResult, LoadSpec, RunResult
@@ -400,6 +401,22 @@ def test_preset_picks_variants_and_explicit_options_win(
     baselines = {arm["label"]: arm["baseline"] for arm in report["arms"]}
     assert baselines.get("channel-aio", "grpc-aio-invoke") == "grpc-aio-invoke"
     assert baselines.get("grpc-aio-invoke", "grpc-aio") == "grpc-aio"
+
+
+def test_many_short_rounds_by_default_and_long_blocks_for_throughput() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def load_of(*argv: str) -> tuple[int, int]:
+        args = parser.parse_args(list(argv))
+        _apply_preset(args)
+        return args.rounds, args.block
+
+    assert load_of() == (40, 100)
+    assert load_of("--preset", "channel") == (40, 100)
+    assert load_of("--preset", "channel-throughput") == (8, 2000)  # 64 in flight need long blocks
+    assert load_of("--preset", "channel", "--rounds", "3") == (3, 100)  # given: it wins
+    assert (LoadSpec().rounds, LoadSpec().block_calls) == (40, 100)
 
 
 def test_raw_bytes_payload_against_any_method(
