@@ -107,8 +107,9 @@ class LoadSpec:
     Defaults: closed loop, 1 call in flight, 40 rounds of 100-call blocks per arm, 200 warm-up
     calls per arm, one worker (in this process). Many short rounds rather than a few long ones:
     this host's load drifts over seconds, and the closer in time an arm's block is to its
-    baseline's, the less of that drift lands in their ratio (benchmarks/README.md gives figures). Each round runs the arms in its own shuffled order (see
-    :func:`arm_order`), and with several arms each measured block is preceded by ``rewarm_calls``
+    baseline's, the less of that drift lands in their ratio (benchmarks/README.md gives figures).
+    Each round runs the arms in its own shuffled order (see :func:`arm_order`), and with several
+    arms each measured block is preceded by ``rewarm_calls``
     unrecorded closed-loop calls of the same arm, because the switch from another variant leaves
     its threads and caches cold; a fixed order would charge that to the same arms every round.
     ``block_seconds`` replaces ``block_calls`` with a time slice per block. Open loop needs
