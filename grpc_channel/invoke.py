@@ -141,9 +141,11 @@ def _check_str(name: str, value: object) -> str:
 
 
 def _check_bytes(name: str, value: object) -> bytes:
-    if isinstance(value, bytes):
+    """Plain ``bytes`` (a copy of a bytearray, memoryview or bytes subclass: requests hold exactly
+    ``bytes``, which their fast paths test with ``type(...) is bytes``)."""
+    if type(value) is bytes:
         return value
-    if isinstance(value, bytearray | memoryview):
+    if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     hint = " (encode text first, e.g. data.encode())" if isinstance(value, str) else ""
     raise InvokeError(f"{name} must be bytes, got {type(value).__name__}{hint}")

@@ -67,6 +67,13 @@ def test_raw_data_travels_as_any_with_empty_type_url() -> None:
     empty = InvokeMethodRequest("m").with_data(b"").to_invoke_request()
     assert empty.HasField("data") and empty.data.value == b""
 
+    class Raw(bytes):
+        pass
+
+    sub = InvokeMethodRequest("m").with_data(Raw(b"sub"))
+    assert sub.data == b"sub" and type(sub.data) is bytes
+    assert sub.to_invoke_request().data.value == b"sub" and sub.data_any is not None
+
 
 def test_raw_data_equals_the_same_bytes_received_as_an_any() -> None:
     sent = InvokeMethodRequest("m").with_data(b"payload", "text/plain")
