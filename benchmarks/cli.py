@@ -116,11 +116,19 @@ def _check_combinations(args: argparse.Namespace) -> None:
 
 
 def _apply_preset(args: argparse.Namespace) -> None:
-    """Fill options not given on the command line from the preset, then from the defaults."""
+    """Fill options not given on the command line from the preset, then from the defaults.
+
+    Records which load options were given (``args.given``), since the rounds give way to a small
+    ``--calls`` unless given. Concurrency defaults to one call in flight per worker.
+    """
     preset = PRESETS.get(args.preset or "", {})
+    args.given = {
+        key for key in ("rounds", "block", "concurrency") if getattr(args, key) is not None
+    }
+    defaults = {**_DEFAULTS, "concurrency": max(_DEFAULTS["concurrency"], args.workers)}
     for key in ("variants", "concurrency", "demo_threads", "rounds", "block"):
         if getattr(args, key) is None:
-            setattr(args, key, preset.get(key, _DEFAULTS.get(key)))
+            setattr(args, key, preset.get(key, defaults.get(key)))
     if not args.metadata:
         args.metadata = list(preset.get("metadata", []))
 
@@ -160,18 +168,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     demo.add_argument("--demo-threads", type=int, help="demo app handler threads (default 32)")
     load = parser.add_argument_group("load")
     load.add_argument("--mode", choices=("closed", "open"), default="closed")
-    load.add_argument("--concurrency", type=int, help="calls in flight, all workers (default 1)")
+    load.add_argument(
+        "--concurrency",
+        type=int,
+        help="calls in flight (open loop: senders), all workers (default: one per worker)",
+    )
     load.add_argument("--rate", type=float, help="open loop: calls per second (all workers)")
     load.add_argument("--rounds", type=int, help="interleaved rounds (default 40)")
     load.add_argument("--block", type=int, help="calls per variant per round (default 100)")
     total = load.add_mutually_exclusive_group()
     total.add_argument(
-        "--calls", type=int, help="measured calls per variant, split over the rounds (sets --block)"
+        "--calls",
+        type=int,
+        help="exactly this many measured calls per variant, split over the rounds (not --block)",
     )
     total.add_argument(
         "--duration", type=float, help="seconds of calling per variant (split over the rounds)"
     )
-    load.add_argument("--warmup", type=int, default=200, help="warm-up calls per variant")
+    load.add_argument(
+        "--warmup", type=int, default=200, help="unrecorded warm-up calls per variant (extra)"
+    )
     load.add_argument("--workers", type=int, default=1, help="load-generating processes")
     pick = parser.add_argument_group("variants")
     pick.add_argument("--variants", help="comma-separated names (default: all available)")
@@ -221,32 +237,48 @@ def _read_text(value: str) -> str:
 
 
 def _load(args: argparse.Namespace) -> LoadSpec:
-    if args.calls is not None:
-        if args.calls < 1 or args.rounds < 1:
-            raise _UsageError(f"--calls and --rounds must be >= 1, got {args.calls}, {args.rounds}")
-        args.block = -(-args.calls // args.rounds)
+    """The load from the options. ``--calls N`` is exact: N measured calls per variant, split over
+    the rounds (fewer rounds when N is smaller and ``--rounds`` was not given); in the open loop
+    ``--duration`` is the calls that long at ``--rate``. Warm-up calls come on top."""
+    given: set[str] = getattr(args, "given", set())
+    if "block" in given and (args.calls is not None or args.duration is not None):
+        raise _UsageError("--block sets the calls per round; --calls and --duration the total")
+    if args.rounds < 1:
+        raise _UsageError(f"--rounds must be >= 1, got {args.rounds}")
+    calls = args.calls
     block_seconds = None
     if args.duration is not None:
         if not args.duration > 0:
             raise _UsageError(f"--duration must be > 0 seconds, got {args.duration}")
-        block_seconds = args.duration / args.rounds if args.rounds > 0 else args.duration
+        if args.mode == "open" and args.rate is not None and args.rate > 0:
+            calls = max(1, round(args.rate * args.duration))
+        else:
+            block_seconds = args.duration / args.rounds
+    rounds = args.rounds
+    if calls is not None:
+        if calls < 1:
+            raise _UsageError(f"--calls must be >= 1, got {calls}")
+        if calls < rounds:
+            if "rounds" in given:
+                raise _UsageError(
+                    f"--calls {calls} is fewer than --rounds {rounds}: every round measures at "
+                    "least one call per variant"
+                )
+            rounds = args.rounds = calls
     try:
-        return _load_spec(args, block_seconds)
+        return LoadSpec(
+            mode=args.mode,
+            concurrency=args.concurrency,
+            rate=args.rate,
+            rounds=rounds,
+            block_calls=args.block,
+            block_seconds=block_seconds,
+            warmup_calls=args.warmup,
+            workers=args.workers,
+            calls=calls,
+        )
     except RunError as exc:
         raise _UsageError(str(exc)) from exc
-
-
-def _load_spec(args: argparse.Namespace, block_seconds: float | None) -> LoadSpec:
-    return LoadSpec(
-        mode=args.mode,
-        concurrency=args.concurrency,
-        rate=args.rate,
-        rounds=args.rounds,
-        block_calls=args.block,
-        block_seconds=block_seconds,
-        warmup_calls=args.warmup,
-        workers=args.workers,
-    )
 
 
 def _build_target(args: argparse.Namespace, address: str) -> Target:
@@ -427,8 +459,10 @@ def run_command(args: argparse.Namespace, command: str) -> int:
             progress=args.progress,
             busy_before=busy,
         )
+    # A variant none of whose calls ended OK has no latency: the run failed, whatever the table.
+    dead = [arm for arm in result.arms if not arm.ok]
     verdict: tuple[bool, list[str]] | None = None
-    if args.accuracy_check:
+    if args.accuracy_check and not dead:
         verdict = accuracy_verdict(result, args.delay_ms or 5.0)
         result.notes.extend(verdict[1])
     if not args.quiet:
@@ -440,6 +474,16 @@ def run_command(args: argparse.Namespace, command: str) -> int:
         if not args.quiet:
             for path in written:
                 print(f"wrote {path}")
+    if dead:
+        for arm in dead:
+            example = next(iter(arm.errors), "no message")
+            print(
+                f"error: {arm.label}: all {arm.calls} calls failed "
+                f"({' '.join(f'{c}={n}' for c, n in arm.failed_codes.items())}), e.g. {example}; "
+                "no latency is reported for it",
+                file=sys.stderr,
+            )
+        return 1
     if verdict is not None:
         return 0 if verdict[0] else 1
     return 0

@@ -88,6 +88,18 @@ def _fmt_rate_ratio(arm: ArmResult) -> str:
     return f"{arm.throughput_ratio_median:.3f}" if arm.throughput_ratios else "n/a"
 
 
+def _latency_cells(arm: ArmResult, digits: int = 3) -> list[str]:
+    """p50 ... p99.9 and max in ms; "-" for an arm with no OK call (nothing to measure)."""
+    if not arm.ok:
+        return ["-"] * (len(PERCENTILES) + 1)
+    p = arm.percentiles_ns()
+    return [f"{_ms(v):.{digits}f}" for v in (*(p[q] for q in PERCENTILES), arm.latency.max)]
+
+
+def _fmt_asked(result: RunResult) -> str:
+    return "" if result.load.rate is None else f"{result.load.rate:g}"
+
+
 def _codes_text(codes: dict[str, int]) -> str:
     return " ".join(f"{code}={count}" for code, count in codes.items())
 
@@ -96,13 +108,17 @@ def _codes_text(codes: dict[str, int]) -> str:
 
 
 def _arm_json(result: RunResult, arm: ArmResult) -> dict[str, Any]:
-    percentiles = arm.percentiles_ns()
-    latency = {_pkey(p): _ms(v) for p, v in percentiles.items()}
-    latency.update(
-        min=_ms(arm.latency.min),
-        max=_ms(arm.latency.max),
-        mean=_ms(arm.latency.mean),
-    )
+    latency: dict[str, float | None]
+    if arm.ok:
+        latency = {_pkey(p): _ms(v) for p, v in arm.percentiles_ns().items()}
+        latency.update(
+            min=_ms(arm.latency.min),
+            max=_ms(arm.latency.max),
+            mean=_ms(arm.latency.mean),
+        )
+    else:
+        # No call ended OK: no latency to report, rather than zeros that read as fast.
+        latency = dict.fromkeys([*(_pkey(p) for p in PERCENTILES), "min", "max", "mean"])
     lag = None
     if arm.lag is not None:
         lag = {_pkey(p): _ms(v) for p, v in arm.lag.percentiles(PERCENTILES).items()}
@@ -116,12 +132,14 @@ def _arm_json(result: RunResult, arm: ArmResult) -> dict[str, Any]:
         "pause_ms": arm.pause_ms,
         "target": arm.target.describe(),
         "calls": arm.calls,
+        "ok": arm.ok,
         "failed": arm.failed,
         "codes": arm.codes,
         "errors": arm.errors,
         "latency_ms": latency,
         "send_lag_ms": lag,
         "throughput_per_s": arm.throughput,
+        "asked_rate_per_s": result.load.rate,
         "cpu_us_per_call": arm.cpu_us_per_call,
         "cpu_us_per_call_over_baseline": _cpu_over_baseline(result, arm),
         "ratio_to_baseline_p50": {
@@ -136,7 +154,7 @@ def _arm_json(result: RunResult, arm: ArmResult) -> dict[str, Any]:
             "max": None if not arm.throughput_ratios else max(arm.throughput_ratios),
             "rounds": arm.throughput_ratios,
         },
-        "round_p50_ms": [_ms(v) for v in arm.round_p50_ns],
+        "round_p50_ms": [None if v is None else _ms(v) for v in arm.round_p50_ns],
         "histogram_ns": arm.latency.to_dict(),
     }
 
@@ -198,18 +216,17 @@ def format_table(result: RunResult) -> str:
     """A plain-text report: header, one row per arm, then skipped variants, errors and notes."""
     open_loop = result.load.mode == "open"
     headers = ["variant", "calls", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "calls/s"]
+    if open_loop:
+        headers += ["asked/s"]
     headers += ["CPU us/call (+vs)", "vs", "p50 ratio (min-max)", "rps ratio", "failed"]
     if open_loop:
         headers += ["lag p99 ms"]
     rows = []
     for arm in result.arms:
-        p = arm.percentiles_ns()
-        row = [
-            arm.label,
-            str(arm.calls),
-            *(f"{_ms(p[q]):.3f}" for q in PERCENTILES),
-            f"{_ms(arm.latency.max):.3f}",
-            f"{arm.throughput:.0f}",
+        row = [arm.label, str(arm.calls), *_latency_cells(arm), f"{arm.throughput:.0f}"]
+        if open_loop:
+            row.append(_fmt_asked(result))
+        row += [
             _fmt_cpu(result, arm),
             arm.baseline,
             _fmt_ratio(arm),
@@ -222,12 +239,16 @@ def format_table(result: RunResult) -> str:
         rows.append(row)
     lines = _header_lines(result)
     lines.append("")
-    lines += _table(headers, rows, right={1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 13})
+    left = {"variant", "vs", "p50 ratio (min-max)"}
+    right = {i for i, h in enumerate(headers) if h not in left}
+    lines += _table(headers, rows, right=right)
     for name, reason in result.skipped:
         lines.append(f"skipped {name}: {reason}")
     for arm in result.arms:
         if arm.failed:
             lines.append(f"{arm.label} status codes: {_codes_text(arm.codes)}")
+            if not arm.ok:
+                lines.append(f"  {arm.label}: no call ended OK, so no latency is reported")
             for message, count in arm.errors.items():
                 lines.append(f"  {count} x {message}")
     lines += [f"note: {note}" for note in result.notes]
@@ -242,6 +263,7 @@ _CSV_FIELDS = [
     "kind",
     "baseline",
     "calls",
+    "ok",
     "failed",
     "p50_ms",
     "p90_ms",
@@ -251,6 +273,7 @@ _CSV_FIELDS = [
     "max_ms",
     "mean_ms",
     "throughput_per_s",
+    "asked_rate_per_s",
     "cpu_us_per_call",
     "cpu_us_per_call_over_baseline",
     "ratio_median",
@@ -284,6 +307,10 @@ def to_csv(result: RunResult) -> str:
     for arm in result.arms:
         p = arm.percentiles_ns()
         lag = arm.lag.percentiles((50.0, 99.0)) if arm.lag is not None else None
+
+        def ms(ns: float, arm: ArmResult = arm) -> str:
+            return f"{_ms(ns):.4f}" if arm.ok else ""
+
         writer.writerow(
             {
                 "label": arm.label,
@@ -291,15 +318,17 @@ def to_csv(result: RunResult) -> str:
                 "kind": arm.kind,
                 "baseline": arm.baseline,
                 "calls": arm.calls,
+                "ok": arm.ok,
                 "failed": arm.failed,
-                "p50_ms": f"{_ms(p[50.0]):.4f}",
-                "p90_ms": f"{_ms(p[90.0]):.4f}",
-                "p99_ms": f"{_ms(p[99.0]):.4f}",
-                "p99_9_ms": f"{_ms(p[99.9]):.4f}",
-                "min_ms": f"{_ms(arm.latency.min):.4f}",
-                "max_ms": f"{_ms(arm.latency.max):.4f}",
-                "mean_ms": f"{_ms(arm.latency.mean):.4f}",
+                "p50_ms": ms(p[50.0]),
+                "p90_ms": ms(p[90.0]),
+                "p99_ms": ms(p[99.0]),
+                "p99_9_ms": ms(p[99.9]),
+                "min_ms": ms(arm.latency.min),
+                "max_ms": ms(arm.latency.max),
+                "mean_ms": ms(arm.latency.mean),
                 "throughput_per_s": f"{arm.throughput:.1f}",
+                "asked_rate_per_s": _fmt_asked(result),
                 "cpu_us_per_call": f"{arm.cpu_us_per_call:.1f}",
                 "cpu_us_per_call_over_baseline": f"{_cpu_over_baseline(result, arm):.1f}",
                 "ratio_median": "" if not arm.ratios else f"{arm.ratio_median:.4f}",
@@ -478,12 +507,13 @@ _Series = Sequence[tuple[ArmResult, str]]
 
 
 def _series(result: RunResult) -> list[tuple[ArmResult, str]]:
-    return list(zip(result.arms, _colors(result), strict=True))
+    """Arms with their colours, leaving out arms without an OK call (no latency to draw)."""
+    return [(a, c) for a, c in zip(result.arms, _colors(result), strict=True) if a.ok]
 
 
 def percentile_plot(series: _Series, title: str = "Latency by percentile") -> str:
     """Latency by percentile (HdrHistogram style: x is log10(1 / (1 - q)), 0 to 99.999 %)."""
-    most = max((arm.calls for arm, _ in series), default=1)
+    most = max((arm.ok for arm, _ in series), default=1)
     x_max = max(1.0, min(5.0, math.log10(max(most, 10))))
     steps = 120
     curves: list[list[tuple[float, float]]] = []
@@ -518,7 +548,7 @@ def density_plot(series: _Series, title: str = "Latency distribution", bins: int
 
     Calls slower than the right edge are left out of the plot (the percentile plot shows them).
     """
-    histograms = [arm.latency for arm, _ in series if arm.calls]
+    histograms = [arm.latency for arm, _ in series if arm.ok]
     low = min((_ms(h.min) for h in histograms), default=0.001)
     high = max((_ms(h.percentile(99.9)) for h in histograms), default=1.0)
     low, high = max(low, 1e-3), max(high, low * 1.01)
@@ -646,27 +676,31 @@ def to_html(result: RunResult) -> str:
     targets = {arm.target.describe()["address"] + " " + arm.target.method for arm in result.arms}
     meta_rows += [("target", _esc(t)) for t in sorted(targets)]
     meta = "".join(f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>" for k, v in meta_rows)
-    headers = ["variant", "calls", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"]
-    headers += ["calls/s", "CPU µs/call (+vs)", "vs", "p50 ratio median (min-max)", "rps ratio"]
-    headers += ["failed"]
+    open_loop = result.load.mode == "open"
+    headers = ["variant", "calls", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "calls/s"]
+    if open_loop:
+        headers += ["asked/s"]
+    headers += ["CPU µs/call (+vs)", "vs", "p50 ratio median (min-max)", "rps ratio", "failed"]
     rows = []
     for arm, color in zip(result.arms, colors, strict=True):
-        p = arm.percentiles_ns()
-        rows.append(
-            [
-                f'<span class="swatch" style="background:{color}"></span>{_esc(arm.label)}',
-                str(arm.calls),
-                *(f"{_ms(p[q]):.3f}" for q in PERCENTILES),
-                f"{_ms(arm.latency.max):.3f}",
-                f"{arm.throughput:.0f}",
-                _esc(_fmt_cpu(result, arm)),
-                _esc(arm.baseline),
-                _esc(_fmt_ratio(arm)),
-                _esc(_fmt_rate_ratio(arm)),
-                str(arm.failed),
-            ]
-        )
-    summary = _html_table(headers, rows, numeric={1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12})
+        row = [
+            f'<span class="swatch" style="background:{color}"></span>{_esc(arm.label)}',
+            str(arm.calls),
+            *_latency_cells(arm),
+            f"{arm.throughput:.0f}",
+        ]
+        if open_loop:
+            row.append(_fmt_asked(result))
+        row += [
+            _esc(_fmt_cpu(result, arm)),
+            _esc(arm.baseline),
+            _esc(_fmt_ratio(arm)),
+            _esc(_fmt_rate_ratio(arm)),
+            str(arm.failed),
+        ]
+        rows.append(row)
+    numeric = {i for i, h in enumerate(headers) if h not in ("variant", "vs")}
+    summary = _html_table(headers, rows, numeric=numeric)
     described = _html_table(
         ["variant", "kind", "what it calls"],
         ([_esc(a.label), a.kind, _esc(a.description)] for a in result.arms),
@@ -712,9 +746,12 @@ def to_html(result: RunResult) -> str:
         f'<table class="meta">{meta}</table>',
         "<h2>Summary</h2>",
         summary,
-        "<p>Ratios: each round's p50 of the variant over the p50 of its baseline in the same "
-        "round; median and min-max over rounds. rps ratio: the same for calls per second "
-        "(median). CPU: client process CPU (all threads) per call.</p>",
+        "<p>Latencies: calls that ended OK only; failed calls are counted under Status codes "
+        "(a variant without an OK call shows none). Ratios: each round's p50 of the variant over "
+        "the p50 of its baseline in the same round; median and min-max over rounds. rps ratio: "
+        "the same for calls per second (median). calls/s: calls completed per second the variant "
+        "ran (open loop: the rate achieved, beside the rate asked). CPU: client process CPU (all "
+        "threads) per call.</p>",
         "<h2>Latency by percentile</h2>",
         *(percentile_plot(group, f"Latency by percentile{name}") for name, group in groups),
         "<h2>Latency distribution</h2>",

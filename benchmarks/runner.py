@@ -1,26 +1,36 @@
 """The load generator: closed and open loop, interleaved rounds, worker processes, merged results.
 
 A run compares *arms* (a variant against a target, with a label and a baseline arm). Every worker
-builds all arms, warms each up, then runs ``rounds`` rounds; a round runs one *block* per arm in
-order (A B C ... A B C ...), so slow drift of the machine hits every arm alike. Workers start each
+builds all arms, warms each up, then runs ``rounds`` rounds; a round runs one *block* per arm, in an
+order shuffled per round, so slow drift of the machine hits every arm alike. Workers start each
 block together (a barrier), so with several workers all of them load the same arm at once.
 
+Counts are exact: with ``LoadSpec(calls=N)`` each arm makes N measured calls, round ``k`` the
+``k``-th share of N (the first ``N % rounds`` rounds one more), and the calls of the run are
+numbered 0..N-1 and dealt to the workers in turn (call ``j`` to worker ``j % workers``). Warm-up
+and the re-warm calls before each block are extra and never recorded.
+
 Closed loop: each worker keeps ``concurrency`` calls in flight (threads for sync variants, tasks for
-aio ones); latency is from send to completion. A block is ``block_calls`` calls, or
-``block_seconds`` of calling.
+aio ones); latency is from send to completion. A block is a round's calls, or ``block_seconds`` of
+calling.
 
-Open loop: calls are *scheduled* at a constant ``rate`` (call ``i`` of a block at
-``start + i / rate``), sent by up to ``concurrency`` senders per worker, and latency runs from the
-intended send time, not the actual one (coordinated-omission correction, as wrk2 does): when the
-server stalls, the calls that should have gone out meanwhile carry the wait. The send lag (actual
-minus intended send time) is reported beside it. Sync senders sleep with ``time.sleep`` (≈0.1 ms
-late on Linux); aio senders with the event loop's timer (up to ≈1 ms late): this lag is part of the
-reported latency, and the report shows it.
+Open loop: each arm has one schedule for the whole run (a :class:`Timeline` per worker): call ``j``
+is due ``j / rate`` seconds after the arm's first call, on the arm's own clock. The clock runs while
+the arm's blocks run and stops between them, while other arms run, so the schedule shifts by the
+paused time; no due time is ever dropped or restarted. Calls still owed when a block ends (the
+backlog a stall leaves) start the arm's next block already overdue by as much as when the block
+ended, so the queueing delay is measured wherever the stall falls. Up to ``concurrency`` senders
+per worker send the calls when due, and latency runs from the intended send time, not the actual
+one (coordinated-omission correction, as wrk2 does). The send lag (actual minus intended send time)
+is reported beside it. Sync senders sleep with ``time.sleep`` (about 0.1 ms late on Linux); aio
+senders with the event loop's timer (up to about 1 ms late): this lag is part of the latency.
 
-Per block, each worker records latencies (ns) into histograms, status codes, error messages, wall
-time and the process CPU time (``time.process_time``: every thread of the worker, grpc's included).
-The parent merges them: per arm over everything, and per round over workers, which gives each
-round's p50 and its ratio to the baseline arm's p50 in the same round.
+Only calls that end OK go into the latency histograms; every call is counted by status code, and
+failed calls are reported apart (error messages too). Per block, each worker records the latency
+histogram, status codes, error messages, wall time (open loop: the time the arm's clock ran) and
+the process CPU time (``time.process_time``: every thread of the worker, grpc's included). The
+parent merges them: per arm over everything, and per round over workers, which gives each round's
+p50 and its ratio to the baseline arm's p50 in the same round.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import heapq
 import itertools
 import json
 import math
@@ -43,7 +54,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -76,6 +87,7 @@ __all__ = [
     "LoadSpec",
     "RunError",
     "RunResult",
+    "Timeline",
     "arm_order",
     "closed_block_aio",
     "closed_block_sync",
@@ -85,6 +97,8 @@ __all__ = [
     "open_block_sync",
     "plan_arms",
     "run",
+    "timeline_block_aio",
+    "timeline_block_sync",
 ]
 
 Mode = Literal["closed", "open"]
@@ -112,10 +126,14 @@ class LoadSpec:
     arms each measured block is preceded by ``rewarm_calls``
     unrecorded closed-loop calls of the same arm, because the switch from another variant leaves
     its threads and caches cold; a fixed order would charge that to the same arms every round.
-    ``block_seconds`` replaces ``block_calls`` with a time slice per block. Open loop needs
-    ``rate`` (calls per second); there ``concurrency`` is the number of senders, which bounds the
-    calls in flight (a late sender delays later sends, and latency from the intended time shows
-    it).
+
+    ``calls`` (instead of ``block_calls``) is the exact number of measured calls per arm over the
+    whole run, split over the rounds (the first ``calls % rounds`` rounds make one more).
+    ``block_seconds`` replaces both with a time slice per block (in the open loop: that slice's
+    worth of calls at ``rate``). Warm-up and re-warm calls come on top and are never recorded.
+    Open loop needs ``rate`` (calls per second); there ``concurrency`` is the number of senders,
+    which bounds the calls in flight (a late sender delays later sends, and latency from the
+    intended time shows it).
     """
 
     mode: Mode = "closed"
@@ -127,6 +145,7 @@ class LoadSpec:
     warmup_calls: int = 200
     workers: int = 1
     rewarm_calls: int = 20
+    calls: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("closed", "open"):
@@ -140,8 +159,16 @@ class LoadSpec:
             )
         if self.rounds < 1:
             raise RunError(f"rounds must be >= 1, got {self.rounds}")
-        if self.block_seconds is None and self.block_calls < self.workers:
-            raise RunError(f"block_calls must be >= workers ({self.workers}): {self.block_calls}")
+        if self.block_calls < 1:
+            raise RunError(f"block_calls must be >= 1, got {self.block_calls}")
+        if self.calls is not None:
+            if self.block_seconds is not None:
+                raise RunError("give calls or block_seconds, not both")
+            if self.calls < self.rounds:
+                raise RunError(
+                    f"calls ({self.calls}) must be >= rounds ({self.rounds}): every round "
+                    "measures at least one call per arm"
+                )
         if self.block_seconds is not None and not self.block_seconds > 0:
             raise RunError(f"block_seconds must be > 0, got {self.block_seconds}")
         if self.warmup_calls < 0:
@@ -159,13 +186,49 @@ class LoadSpec:
         base, extra = divmod(total, self.workers)
         return base + (1 if worker < extra else 0)
 
+    def round_calls(self, round_index: int) -> int | None:
+        """Measured calls per arm in round ``round_index``, all workers (None: a time slice)."""
+        if self.calls is not None:
+            base, extra = divmod(self.calls, self.rounds)
+            return base + (1 if round_index < extra else 0)
+        if self.block_seconds is None:
+            return self.block_calls
+        if self.mode == "open":
+            assert self.rate is not None
+            return max(1, round(self.rate * self.block_seconds))
+        return None
+
+    @property
+    def total_calls(self) -> int | None:
+        """Measured calls per arm over the run (None: closed loop with time slices)."""
+        counts = [self.round_calls(r) for r in range(self.rounds)]
+        return None if None in counts else sum(c or 0 for c in counts)
+
+    def round_span(self, round_index: int) -> range:
+        """The run-wide numbers of round ``round_index``'s calls (empty for time slices)."""
+        start = 0
+        for r in range(round_index):
+            start += self.round_calls(r) or 0
+        return range(start, start + (self.round_calls(round_index) or 0))
+
+    def worker_calls(self, round_index: int, worker: int) -> int | None:
+        """Worker ``worker``'s calls in round ``round_index`` (calls are dealt ``j % workers``)."""
+        if self.round_calls(round_index) is None:
+            return None
+        span = self.round_span(round_index)
+        first = span.start + (worker - span.start) % self.workers
+        return len(range(first, span.stop, self.workers))
+
     def describe(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
             "concurrency": self.concurrency,
             "rate": self.rate,
             "rounds": self.rounds,
-            "block_calls": None if self.block_seconds is not None else self.block_calls,
+            "calls": self.total_calls,
+            "block_calls": (
+                self.block_calls if self.calls is None and self.block_seconds is None else None
+            ),
             "block_seconds": self.block_seconds,
             "warmup_calls": self.warmup_calls,
             "rewarm_calls": self.rewarm_calls,
@@ -269,7 +332,8 @@ def plan_arms(
 
 @dataclass
 class BlockStats:
-    """What one worker measured in one block (latencies and lags in ns)."""
+    """What one worker measured in one block: latencies (ns) of the calls that ended OK, the send
+    lags of every open-loop call, and every call's status code."""
 
     latencies: list[int] = field(default_factory=list)
     lags: list[int] | None = None
@@ -277,6 +341,10 @@ class BlockStats:
     errors: Counter[str] = field(default_factory=Counter)
     elapsed_ns: int = 0
     cpu_ns: int = 0
+
+    @property
+    def calls(self) -> int:
+        return sum(self.codes.values())
 
     def absorb(self, other: BlockStats) -> None:
         self.latencies.extend(other.latencies)
@@ -300,12 +368,16 @@ def _classify(exc: BaseException) -> tuple[str, str]:
 
 def intended_send_times(start_ns: int, rate: float, count: int) -> list[int]:
     """The open-loop schedule: call ``i`` is due at ``start_ns + i * 1e9 / rate`` (ns, rounded)."""
-    if not rate > 0 or math.isinf(rate):
-        raise RunError(f"rate must be a finite number > 0, got {rate}")
+    _check_rate(rate)
     if count < 0:
         raise RunError(f"count must be >= 0, got {count}")
     interval = 1e9 / rate
     return [start_ns + round(i * interval) for i in range(count)]
+
+
+def _check_rate(rate: float) -> None:
+    if not rate > 0 or math.isinf(rate):
+        raise RunError(f"rate must be a finite number > 0, got {rate}")
 
 
 def _taker(calls: int | None, seconds: float | None) -> Callable[[], bool]:
@@ -364,11 +436,213 @@ def closed_block_sync(
             except Exception as exc:
                 code, message = _classify(exc)
                 errors[message] += 1
-            record(perf() - t0)
+            if code == "OK":
+                record(perf() - t0)
             codes[code] += 1
         return part
 
     return _gather_sync(work, concurrency, executor)
+
+
+# A call sent ahead of its round: index, code, intended, sent and end times (ns), error message.
+_Sent = tuple[int, str, int, int, int, str | None]
+
+
+class Timeline:
+    """One arm's open-loop schedule over a whole run, in one worker.
+
+    Call ``j`` (numbered over the whole run and all workers; this worker sends ``indices``) is due
+    ``j / rate`` seconds after call 0, on the arm's own clock. ``resume`` restarts the clock
+    ``lead_ns`` later (time for the senders to get going; the first time, call 0 is due then, or
+    at ``start_ns``), and ``pause`` stops it. The schedule shifts by the time the clock stood, but
+    no call is dropped or re-timed: a call overdue by D when the clock stopped is overdue by D when
+    it restarts, and is sent then. ``due`` gives a call's intended send time on
+    ``time.perf_counter_ns``'s clock under the current shift, ``restart_ns`` when the clock last
+    restarted (nothing is sent before), ``running_ns`` how long the clock has run.
+
+    Calls a block sent ahead of their round (see :func:`timeline_block_sync`) are kept here and
+    reported by the block they belong to.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        indices: Iterable[int],
+        *,
+        start_ns: int | None = None,
+        lead_ns: int = 1_000_000,
+    ) -> None:
+        _check_rate(rate)
+        self.rate = rate
+        self._interval = 1e9 / rate
+        self._pending = list(indices)
+        heapq.heapify(self._pending)
+        self._origin = start_ns
+        self._lead = lead_ns
+        self._paused_at: int | None = None
+        self.restart_ns = 0
+        self.running_ns = 0
+        self._ahead: list[_Sent] = []
+
+    @property
+    def pending(self) -> int:
+        """Calls not sent yet."""
+        return len(self._pending)
+
+    @property
+    def sent_ahead(self) -> int:
+        """Calls sent ahead of their round and not reported yet."""
+        return len(self._ahead)
+
+    def resume(self, now_ns: int) -> None:
+        restart = now_ns + self._lead
+        if self._origin is None:
+            self._origin = restart
+        elif self._paused_at is not None:
+            # Never earlier than where the clock stopped: the schedule only ever moves later.
+            restart = max(restart, self._paused_at)
+            self._origin += restart - self._paused_at
+        else:
+            restart = min(restart, self._origin)
+        self._paused_at = None
+        self.restart_ns = restart
+
+    def pause(self, at_ns: int) -> None:
+        self._paused_at = at_ns
+        self.running_ns += max(0, at_ns - self.restart_ns)
+
+    def due(self, index: int) -> int:
+        if self._origin is None:
+            raise RunError("the timeline has not started (call resume first)")
+        return self._origin + round(index * self._interval)
+
+    def _take(self, until: int, done: bool) -> int | None:
+        """The next call to send, or None: nothing left, or only calls past ``until`` once the
+        block's own calls are done."""
+        if not self._pending or (done and self._pending[0] >= until):
+            return None
+        return heapq.heappop(self._pending)
+
+    def _give_back(self, index: int) -> None:
+        heapq.heappush(self._pending, index)
+
+    def _owed(self, until: int) -> int:
+        return sum(1 for j in self._pending if j < until)
+
+    def _finish(
+        self, parts: Sequence[tuple[BlockStats, list[_Sent]]], last_ns: int, until: int
+    ) -> BlockStats:
+        """Merge a block's parts with the calls below ``until`` sent ahead by earlier blocks, keep
+        the rest of those sent ahead for later blocks, and stop the clock: when the block's last
+        call ended, or when call ``until`` falls due if that is later (the block's share of the
+        schedule; with several workers, this keeps their schedules in step). The stats'
+        ``elapsed_ns`` is the time the clock ran in this block."""
+        stats = BlockStats(lags=[])
+        ahead = self._ahead
+        for own, sent_ahead in parts:
+            stats.absorb(own)
+            ahead.extend(sent_ahead)
+        self._ahead = [sent for sent in ahead if sent[0] >= until]
+        for index, code, intended, sent_ns, ended, message in ahead:
+            if index < until:
+                _record_open(stats, code, intended, sent_ns, ended, message)
+        stop = max(last_ns, self.due(until))
+        before = self.running_ns
+        self.pause(stop)
+        stats.elapsed_ns = self.running_ns - before
+        return stats
+
+
+def _record_open(
+    part: BlockStats, code: str, intended: int, sent: int, ended: int, message: str | None
+) -> None:
+    if code == "OK":
+        part.latencies.append(ended - intended)
+    assert part.lags is not None
+    part.lags.append(sent - intended)
+    part.codes[code] += 1
+    if message is not None:
+        part.errors[message] += 1
+
+
+def timeline_block_sync(
+    call: Callable[[], str],
+    timeline: Timeline,
+    until: int,
+    *,
+    concurrency: int = 1,
+    executor: ThreadPoolExecutor | None = None,
+) -> BlockStats:
+    """One open-loop block on ``timeline``: its calls numbered below ``until``, by ``concurrency``
+    threads (``executor`` needs that many when ``concurrency`` > 1).
+
+    The block ends when its last call has completed; the clock stops then (or when call ``until``
+    falls due, if that is later). While some of its calls are still in flight, senders that are
+    free go on with the calls due next, as one unbroken schedule would (with one sender this never
+    happens: the sender is the one busy); the timeline keeps those for the block they belong to.
+    Calls still owed when the clock stops are overdue by as much when the next block restarts it.
+    """
+    perf = time.perf_counter_ns
+    cpu0 = time.process_time_ns()
+    timeline.resume(perf())
+    restart = timeline.restart_ns
+    lock = threading.Lock()
+    done = threading.Event()
+    owed = timeline._owed(until)
+    stop = [restart]
+    if owed == 0:
+        done.set()
+
+    def work() -> tuple[BlockStats, list[_Sent]]:
+        nonlocal owed
+        own, ahead = BlockStats(lags=[]), list[_Sent]()
+        sleep = time.sleep
+        while True:
+            with lock:
+                index = timeline._take(until, done.is_set())
+            if index is None:
+                break
+            intended = timeline.due(index)
+            mine = index < until
+            # An overdue call goes out when the clock restarts, its lateness kept.
+            wait = max(intended, restart) - perf()
+            if mine:
+                if wait > 0:
+                    sleep(wait / 1e9)
+            else:
+                # Sent ahead only while this block's own calls are still in flight.
+                if wait > 0:
+                    done.wait(wait / 1e9)
+                with lock:
+                    if done.is_set():
+                        timeline._give_back(index)
+                        break
+            sent = perf()
+            message = None
+            try:
+                code = call()
+            except Exception as exc:
+                code, message = _classify(exc)
+            ended = perf()
+            if not mine:
+                ahead.append((index, code, intended, sent, ended, message))
+                continue
+            _record_open(own, code, intended, sent, ended, message)
+            with lock:
+                owed -= 1
+                if owed == 0:
+                    stop[0] = ended
+                    done.set()
+        return own, ahead
+
+    if concurrency == 1 or executor is None:
+        parts = [work()]
+    else:
+        futures = [executor.submit(work) for _ in range(concurrency)]
+        parts = [f.result() for f in futures]
+    stats = timeline._finish(parts, stop[0], until)
+    stats.cpu_ns = time.process_time_ns() - cpu0
+    return stats
 
 
 def open_block_sync(
@@ -380,40 +654,14 @@ def open_block_sync(
     executor: ThreadPoolExecutor | None = None,
     start_ns: int | None = None,
 ) -> BlockStats:
-    """``calls`` calls scheduled at ``rate`` per second, sent by ``concurrency`` threads.
+    """``calls`` calls scheduled at ``rate`` per second, sent by ``concurrency`` threads: a block
+    on a timeline of its own (a run keeps one per arm, see :class:`Timeline`).
 
     Latency is measured from each call's intended send time (see the module doc). The schedule
     starts at ``start_ns`` (``time.perf_counter_ns`` clock; default: 1 ms from now).
     """
-    start = time.perf_counter_ns() + 1_000_000 if start_ns is None else start_ns
-    schedule = intended_send_times(start, rate, calls)
-    counter = itertools.count()
-
-    def work() -> BlockStats:
-        part = BlockStats(lags=[])
-        perf = time.perf_counter_ns
-        record = part.latencies.append
-        assert part.lags is not None
-        lag = part.lags.append
-        codes, errors = part.codes, part.errors
-        sleep = time.sleep
-        while (i := next(counter)) < calls:
-            intended = schedule[i]
-            wait = intended - perf()
-            if wait > 0:
-                sleep(wait / 1e9)
-            sent = perf()
-            try:
-                code = call()
-            except Exception as exc:
-                code, message = _classify(exc)
-                errors[message] += 1
-            record(perf() - intended)
-            lag(sent - intended)
-            codes[code] += 1
-        return part
-
-    return _gather_sync(work, concurrency, executor)
+    timeline = Timeline(rate, range(calls), start_ns=start_ns)
+    return timeline_block_sync(call, timeline, calls, concurrency=concurrency, executor=executor)
 
 
 async def _gather_aio(work: Callable[[], Awaitable[BlockStats]], concurrency: int) -> BlockStats:
@@ -453,11 +701,73 @@ async def closed_block_aio(
             except Exception as exc:
                 code, message = _classify(exc)
                 errors[message] += 1
-            record(perf() - t0)
+            if code == "OK":
+                record(perf() - t0)
             codes[code] += 1
         return part
 
     return await _gather_aio(work, concurrency)
+
+
+async def timeline_block_aio(
+    call: Callable[[], Awaitable[str]],
+    timeline: Timeline,
+    until: int,
+    *,
+    concurrency: int = 1,
+) -> BlockStats:
+    """The aio form of ``timeline_block_sync``: ``concurrency`` tasks send on the timeline."""
+    perf = time.perf_counter_ns
+    cpu0 = time.process_time_ns()
+    timeline.resume(perf())
+    restart = timeline.restart_ns
+    # One future for all senders waiting to send ahead: set when the block's own calls are done.
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    owed = timeline._owed(until)
+    stop = restart
+    if owed == 0:
+        done.set_result(None)
+
+    async def work() -> tuple[BlockStats, list[_Sent]]:
+        nonlocal owed, stop
+        own, ahead = BlockStats(lags=[]), list[_Sent]()
+        while (index := timeline._take(until, done.done())) is not None:
+            intended = timeline.due(index)
+            mine = index < until
+            wait = max(intended, restart) - perf()
+            if mine:
+                if wait > 0:
+                    await asyncio.sleep(wait / 1e9)
+            else:
+                if wait > 0:
+                    await asyncio.wait((done,), timeout=wait / 1e9)
+                if done.done():
+                    timeline._give_back(index)
+                    break
+            sent = perf()
+            message = None
+            try:
+                code = await call()
+            except Exception as exc:
+                code, message = _classify(exc)
+            ended = perf()
+            if not mine:
+                ahead.append((index, code, intended, sent, ended, message))
+                continue
+            _record_open(own, code, intended, sent, ended, message)
+            owed -= 1
+            if owed == 0:
+                stop = ended
+                done.set_result(None)
+        return own, ahead
+
+    if concurrency == 1:
+        parts = [await work()]
+    else:
+        parts = list(await asyncio.gather(*(work() for _ in range(concurrency))))
+    stats = timeline._finish(parts, stop, until)
+    stats.cpu_ns = time.process_time_ns() - cpu0
+    return stats
 
 
 async def open_block_aio(
@@ -469,34 +779,8 @@ async def open_block_aio(
     start_ns: int | None = None,
 ) -> BlockStats:
     """The aio form of ``open_block_sync``: ``concurrency`` tasks send on the schedule."""
-    start = time.perf_counter_ns() + 1_000_000 if start_ns is None else start_ns
-    schedule = intended_send_times(start, rate, calls)
-    counter = itertools.count()
-
-    async def work() -> BlockStats:
-        part = BlockStats(lags=[])
-        perf = time.perf_counter_ns
-        record = part.latencies.append
-        assert part.lags is not None
-        lag = part.lags.append
-        codes, errors = part.codes, part.errors
-        while (i := next(counter)) < calls:
-            intended = schedule[i]
-            wait = intended - perf()
-            if wait > 0:
-                await asyncio.sleep(wait / 1e9)
-            sent = perf()
-            try:
-                code = await call()
-            except Exception as exc:
-                code, message = _classify(exc)
-                errors[message] += 1
-            record(perf() - intended)
-            lag(sent - intended)
-            codes[code] += 1
-        return part
-
-    return await _gather_aio(work, concurrency)
+    timeline = Timeline(rate, range(calls), start_ns=start_ns)
+    return await timeline_block_aio(call, timeline, calls, concurrency=concurrency)
 
 
 # -- one worker
@@ -530,9 +814,7 @@ def _run_worker(
         importlib.import_module(module)
     load, index = plan.load, plan.index
     concurrency = load.share(load.concurrency, index)
-    block_calls = load.share(load.block_calls, index)
     warmup_calls = load.share(load.warmup_calls, index)
-    rate = (load.rate or 0.0) / load.workers
     settings = VariantSettings(concurrency=concurrency)
     loop = asyncio.new_event_loop()
     executor = ThreadPoolExecutor(concurrency, "bench") if concurrency > 1 else None
@@ -553,23 +835,8 @@ def _run_worker(
                     f"variant {variant.name!r} could not be built: {type(exc).__name__}: {exc}"
                 ) from exc
 
-        def block(
-            caller: SyncCaller | AsyncCaller, calls: int | None, mode: Mode, pause: float = 0.0
-        ) -> BlockStats:
+        def closed(caller: SyncCaller | AsyncCaller, calls: int | None, pause: float) -> BlockStats:
             seconds = load.block_seconds if calls is None else None
-            if mode == "open":
-                count = calls if calls is not None else max(1, round(rate * (seconds or 0.0)))
-                if isinstance(caller, SyncCaller):
-                    return open_block_sync(
-                        caller.call,
-                        rate=rate,
-                        calls=count,
-                        concurrency=concurrency,
-                        executor=executor,
-                    )
-                return loop.run_until_complete(
-                    open_block_aio(caller.call, rate=rate, calls=count, concurrency=concurrency)
-                )
             if isinstance(caller, SyncCaller):
                 return closed_block_sync(
                     caller.call,
@@ -589,20 +856,40 @@ def _run_worker(
                 )
             )
 
+        def scheduled(
+            caller: SyncCaller | AsyncCaller, timeline: Timeline, until: int
+        ) -> BlockStats:
+            if isinstance(caller, SyncCaller):
+                return timeline_block_sync(
+                    caller.call, timeline, until, concurrency=concurrency, executor=executor
+                )
+            return loop.run_until_complete(
+                timeline_block_aio(caller.call, timeline, until, concurrency=concurrency)
+            )
+
         for caller in callers:
             if warmup_calls:
-                block(caller, max(warmup_calls, concurrency), "closed")
+                closed(caller, max(warmup_calls, concurrency), 0.0)
             progress(1)
-        per_block = None if load.block_seconds is not None else block_calls
+        # Open loop: one schedule per arm for the whole run; this worker sends calls j % workers.
+        timelines: list[Timeline] = []
+        if load.mode == "open":
+            assert load.rate is not None and load.total_calls is not None
+            mine = range(index, load.total_calls, load.workers)
+            timelines = [Timeline(load.rate, mine) for _ in callers]
         rewarm = load.share(load.rewarm_calls, index) if len(callers) > 1 else 0
         for round_index in range(load.rounds):
             for arm_index in arm_order(len(callers), round_index):
                 caller = callers[arm_index]
                 if rewarm:
-                    block(caller, max(rewarm, concurrency), "closed")
+                    closed(caller, max(rewarm, concurrency), 0.0)
                 wait_all()
-                pause = plan.arms[arm_index].pause_ms / 1000.0
-                stats = block(caller, per_block, load.mode, pause)
+                if timelines:
+                    until = load.round_span(round_index).stop
+                    stats = scheduled(caller, timelines[arm_index], until)
+                else:
+                    pause = plan.arms[arm_index].pause_ms / 1000.0
+                    stats = closed(caller, load.worker_calls(round_index, index), pause)
                 records.append(_block_record(index, round_index, arm_index, stats))
                 progress(1)
     finally:
@@ -765,7 +1052,9 @@ def _run_processes(plans: list[_WorkerPlan], progress: Progress) -> list[dict[st
 
 @dataclass
 class ArmResult:
-    """Merged measurements of one arm. Latencies in ns; ``lag`` only for the open loop."""
+    """Merged measurements of one arm. Latencies in ns, of the calls that ended OK only (failed
+    calls are in ``codes`` and ``errors``); ``lag`` only for the open loop. ``round_p50_ns`` is
+    None for a round without an OK call."""
 
     label: str
     variant: str
@@ -779,27 +1068,39 @@ class ArmResult:
     errors: dict[str, int]
     elapsed_ns: int
     cpu_ns: int
-    round_p50_ns: list[int]
+    round_p50_ns: list[int | None]
     ratios: list[float]
     throughput_ratios: list[float] = field(default_factory=list)
     pause_ms: float = 0.0
 
     @property
     def calls(self) -> int:
-        return self.latency.count
+        """Every measured call, whatever its status."""
+        return sum(self.codes.values())
+
+    @property
+    def ok(self) -> int:
+        """Calls that ended OK: the ones the latency figures describe."""
+        return self.codes.get("OK", 0)
 
     @property
     def failed(self) -> int:
-        return sum(n for code, n in self.codes.items() if code != "OK")
+        return self.calls - self.ok
+
+    @property
+    def failed_codes(self) -> dict[str, int]:
+        return {code: n for code, n in self.codes.items() if code != "OK"}
 
     @property
     def throughput(self) -> float:
-        """Calls per second over the arm's blocks (wall time, slowest worker per block)."""
+        """Calls completed (failed ones too) per second of the arm's running time: its blocks'
+        wall time, the slowest worker's per block; in the open loop, the time its clock ran. In
+        the open loop this is the achieved rate, to read beside the rate asked for."""
         return self.calls / (self.elapsed_ns / 1e9) if self.elapsed_ns else 0.0
 
     @property
     def cpu_us_per_call(self) -> float:
-        """Client CPU (all threads of all workers) per call, in microseconds."""
+        """Client CPU (all threads of all workers) per measured call, in microseconds."""
         return self.cpu_ns / 1e3 / self.calls if self.calls else 0.0
 
     @property
@@ -847,7 +1148,7 @@ def _assemble(
     arms: Sequence[Arm], load: LoadSpec, records: list[dict[str, Any]]
 ) -> list[ArmResult]:
     results: list[ArmResult] = []
-    round_p50: dict[tuple[int, int], int] = {}
+    round_p50: dict[tuple[int, int], int | None] = {}
     round_rate: dict[tuple[int, int], float] = {}
     per_arm: list[dict[str, Any]] = []
     for arm_index in range(len(arms)):
@@ -860,9 +1161,10 @@ def _assemble(
         for round_index in range(load.rounds):
             in_round = [r for r in mine if r["round"] == round_index]
             merged = Histogram.merged(Histogram.from_dict(r["latency"]) for r in in_round)
-            round_p50[(arm_index, round_index)] = merged.percentile(50)
+            round_p50[(arm_index, round_index)] = merged.percentile(50) if merged.count else None
+            calls = sum(sum(r["codes"].values()) for r in in_round)
             slowest = max((r["elapsed_ns"] for r in in_round), default=0)
-            round_rate[(arm_index, round_index)] = merged.count / slowest if slowest else 0.0
+            round_rate[(arm_index, round_index)] = calls / slowest if slowest else 0.0
             elapsed += slowest
         for record in mine:
             codes.update(record["codes"])
@@ -881,11 +1183,12 @@ def _assemble(
     for arm_index, arm in enumerate(arms):
         base_index = labels.index(arm.baseline)
         p50s = [round_p50[(arm_index, r)] for r in range(load.rounds)]
-        ratios = [
-            round_p50[(arm_index, r)] / round_p50[(base_index, r)]
-            for r in range(load.rounds)
-            if round_p50[(base_index, r)] > 0
-        ]
+        ratios = []
+        for r in range(load.rounds):
+            # A round where either arm has no OK call has no p50 to compare.
+            mine_p50, base_p50 = round_p50[(arm_index, r)], round_p50[(base_index, r)]
+            if mine_p50 is not None and base_p50:
+                ratios.append(mine_p50 / base_p50)
         rate_ratios = [
             round_rate[(arm_index, r)] / round_rate[(base_index, r)]
             for r in range(load.rounds)
@@ -1006,16 +1309,24 @@ def run(
         )
     if load.mode == "open":
         notes.append(
-            "open loop: latency is measured from each call's intended send time "
-            "(coordinated-omission corrected); the send lag column shows how late senders were."
+            "open loop: latency is measured from each call's intended send time on one schedule "
+            "per variant for the whole run (coordinated-omission corrected; the schedule pauses "
+            "while other variants run, and calls owed when a block ends stay owed); the send lag "
+            "column shows how late senders were, calls/s is the rate achieved against the asked."
         )
         if any(get_variant(arm.variant).kind == "aio" for arm in arms):
             notes.append(
                 "open loop, aio variants: senders wake on the event loop's timer, which rounds "
                 "waits up to whole milliseconds; that lateness is part of their latency."
             )
+    assembled = _assemble(arms, load, records)
+    if any(arm.failed for arm in assembled):
+        notes.append(
+            "latency figures cover the calls that ended OK; failed calls are counted apart, by "
+            "status code"
+        )
     return RunResult(
-        arms=_assemble(arms, load, records),
+        arms=assembled,
         skipped=list(skipped),
         load=load,
         command=command if command is not None else shlex.join(sys.argv),

@@ -13,8 +13,10 @@ descriptor pool after importing ``proto_modules``. Three ways to build one:
   of a ``FileDescriptorSet`` (``protoc --include_imports --descriptor_set_out=...``); the method is
   looked up in the set by its path, or the types are named explicitly.
 
-Server reflection is not supported: it needs ``grpcio-reflection``, which this project does not
-depend on; a descriptor set gives the same information without a round trip to the server.
+The descriptor set can also come from the server itself: ``reflect_descriptor_set`` asks it by gRPC
+server reflection (with the client of ``grpcio-reflection``, a dependency of this project) for the
+file that declares the method's service and every file that one imports (``--reflect`` on the
+command line). The server must run the reflection service; a descriptor set file needs none.
 """
 
 from __future__ import annotations

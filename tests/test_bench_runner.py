@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
-from support_bench import demo_process
+from support_bench import demo_process, fake_variant
 
+from benchmarks.histogram import Histogram
 from benchmarks.report import format_table, to_csv, to_html, to_json
 from benchmarks.runner import (
     Arm,
     LoadSpec,
     RunError,
+    Timeline,
     arm_order,
     closed_block_sync,
     intended_send_times,
@@ -20,9 +25,12 @@ from benchmarks.runner import (
     open_block_sync,
     plan_arms,
     run,
+    timeline_block_aio,
+    timeline_block_sync,
 )
 from benchmarks.target import Target, bytes_target, invoke_target
 from benchmarks.variants import (
+    AsyncCaller,
     SyncCaller,
     Variant,
     VariantError,
@@ -92,10 +100,11 @@ def test_closed_block_counts_codes_and_error_messages() -> None:
 
     stats = closed_block_sync(call, calls=4)
     assert stats.codes == {"OK": 3, "UNAVAILABLE": 1}
-    assert len(stats.latencies) == 4
+    assert len(stats.latencies) == 3  # latency of the OK calls only; failures are counted apart
     stats = closed_block_sync(failing, calls=2)
     assert stats.codes == {"CLIENT_ERROR": 2}
     assert stats.errors == {"ValueError: bad request built": 2}
+    assert stats.latencies == []
 
 
 @pytest.mark.parametrize(
@@ -318,3 +327,215 @@ def test_a_variant_that_cannot_be_built_is_skipped_or_refused_by_name() -> None:
             plan_arms(target, ["test-broken"])
     finally:
         unregister("test-broken")
+
+
+# -- the open loop's one schedule per arm, exact counts, failures apart
+# ----------------------------------------------------------------------------------------
+
+
+def test_timeline_pauses_shift_the_schedule_but_keep_overdue_calls_overdue() -> None:
+    timeline = Timeline(1000.0, range(10), lead_ns=100)
+    timeline.resume(1_000)
+    assert timeline.restart_ns == 1_100 and timeline.due(0) == 1_100
+    assert timeline.due(3) == 3_001_100  # 1 ms apart
+    # The clock stops 2.5 ms in: call 2 is 0.5 ms overdue, call 3 due in 0.5 ms.
+    timeline.pause(2_501_100)
+    assert timeline.running_ns == 2_500_000
+    # Restarted 10 ms later (plus the lead): everything shifts by exactly the time it stood.
+    timeline.resume(12_501_000)
+    assert timeline.restart_ns == 12_501_100
+    assert timeline.restart_ns - timeline.due(2) == 500_000  # still 0.5 ms overdue
+    assert timeline.due(3) - timeline.restart_ns == 500_000  # still due in 0.5 ms
+    # A restart asked for before the clock stopped never moves the schedule earlier.
+    timeline.pause(timeline.due(5))
+    due_6 = timeline.due(6)
+    timeline.resume(timeline.due(4))
+    assert timeline.due(6) == due_6
+
+
+def _fake_caller(aio: bool, stall_at: int | None = None, stall_s: float = 0.0) -> Any:
+    variant = fake_variant("test-unregistered", aio=aio, stall_at=stall_at, stall_s=stall_s)
+    target = invoke_target("127.0.0.1:1")
+    if aio:
+        factory = variant.aio_factory
+        assert factory is not None
+
+        async def build() -> AsyncCaller:
+            return await factory(target, VariantSettings())
+
+        # The fake holds nothing bound to a loop, so later loops can call it.
+        return asyncio.run(build())
+    assert variant.sync_factory is not None
+    return variant.sync_factory(target, VariantSettings())
+
+
+@pytest.mark.parametrize("aio", [False, True])
+def test_a_stall_at_a_blocks_end_is_paid_by_the_calls_due_during_it(aio: bool) -> None:
+    """One sender, 1000 calls/s, blocks of 20 with 30 ms of other work between them; the last
+    call of block 1 stalls 60 ms. Calls due during the stall belong to blocks 2, 3 and 4: each must
+    be measured from its own due time, the pauses between blocks left out. With a schedule that
+    restarted per block they would all be on time."""
+    rate, block, stall_s, stalled = 1000.0, 20, 0.060, 39
+    caller = _fake_caller(aio, stall_at=stalled, stall_s=stall_s)
+    timeline = Timeline(rate, range(5 * block))
+    latencies: list[int] = []
+
+    async def blocks_aio() -> None:
+        for until in range(block, 5 * block + 1, block):
+            stats = await timeline_block_aio(caller.call, timeline, until)
+            latencies.extend(stats.latencies)
+            time.sleep(0.030)  # another arm's block: the clock stands
+
+    if aio:
+        asyncio.run(blocks_aio())
+    else:
+        for until in range(block, 5 * block + 1, block):
+            stats = timeline_block_sync(caller.call, timeline, until)
+            latencies.extend(stats.latencies)
+            time.sleep(0.030)
+    assert len(latencies) == 5 * block and timeline.pending == 0
+    # One sender: calls complete in order. Call j > stalled cannot start before the stall ends,
+    # stall_s after the stalled call's due time, and is due (j - stalled) ms after it.
+    for j in range(stalled, stalled + 60):
+        floor = stall_s * 1e9 - (j - stalled) * 1e9 / rate
+        assert latencies[j] >= floor, (j, latencies[j], floor)
+    assert sum(1 for v in latencies if v >= 20_000_000) >= 41  # calls 39..79: 3 blocks' worth
+
+
+@pytest.mark.parametrize("aio", [False, True])
+def test_free_senders_keep_the_schedule_while_a_blocks_last_call_is_slow(aio: bool) -> None:
+    """Four senders; the last call of the first block takes 300 ms. As in one unbroken schedule,
+    free senders go on sending the next calls when due (they are counted in their own rounds);
+    one sender never sends ahead."""
+    executor = ThreadPoolExecutor(4)
+    try:
+        for senders in (4, 1):
+            caller = _fake_caller(aio, stall_at=19, stall_s=0.3)
+            timeline = Timeline(1000.0, range(60))
+            counts = []
+            sent_ahead = []
+            for until in (20, 40, 60):
+                if aio:
+                    stats = asyncio.run(
+                        timeline_block_aio(caller.call, timeline, until, concurrency=senders)
+                    )
+                else:
+                    stats = timeline_block_sync(
+                        caller.call, timeline, until, concurrency=senders, executor=executor
+                    )
+                counts.append(stats.calls)
+                sent_ahead.append(timeline.sent_ahead)
+            assert counts == [20, 20, 20]  # each round reports exactly its own calls
+            assert timeline.pending == 0 and sent_ahead[-1] == 0
+            if senders == 1:
+                assert sent_ahead == [0, 0, 0]
+            else:
+                assert sent_ahead[0] >= 1
+    finally:
+        executor.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("calls", "rounds", "workers"),
+    [(1, 1, 1), (10, 10, 1), (10, 3, 2), (39, 39, 3), (1001, 40, 1), (1001, 40, 3), (7, 2, 4)],
+)
+def test_counts_are_exact_over_rounds_and_workers(calls: int, rounds: int, workers: int) -> None:
+    load = LoadSpec(calls=calls, rounds=rounds, workers=workers, concurrency=workers)
+    per_round = [load.round_calls(r) for r in range(rounds)]
+    assert sum(c or 0 for c in per_round) == calls == load.total_calls
+    assert max(c or 0 for c in per_round) - min(c or 0 for c in per_round) <= 1
+    position = 0
+    for r in range(rounds):
+        span = load.round_span(r)
+        assert span.start == position and len(span) == per_round[r]
+        position = span.stop
+        assert sum(load.worker_calls(r, w) or 0 for w in range(workers)) == per_round[r]
+    assert load.describe()["calls"] == calls
+
+
+def test_calls_fewer_than_rounds_or_beside_a_time_slice_are_refused() -> None:
+    with pytest.raises(RunError, match=r"calls \(5\) must be >= rounds"):
+        LoadSpec(calls=5, rounds=10)
+    with pytest.raises(RunError, match="not both"):
+        LoadSpec(calls=50, rounds=10, block_seconds=1.0)
+
+
+@pytest.fixture
+def fakes() -> Iterator[Callable[..., str]]:
+    """Register fake variants for one test (``make(name, **kwargs)``), unregistered after."""
+    names: list[str] = []
+
+    def make(name: str, **kwargs: Any) -> str:
+        register(fake_variant(name, **kwargs), replace=True)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        unregister(name)
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_a_run_measures_exactly_the_calls_asked(mode: str, fakes: Callable[..., str]) -> None:
+    target = invoke_target("127.0.0.1:1")
+    arms = [
+        Arm("sync", fakes("test-fake-sync"), target, "sync"),
+        Arm("aio", fakes("test-fake-aio", aio=True), target, "sync"),
+    ]
+    rate = 2000.0 if mode == "open" else None
+    for calls, rounds in ((10, 3), (41, 4)):
+        load = LoadSpec(mode=mode, rate=rate, calls=calls, rounds=rounds, warmup_calls=3)  # type: ignore[arg-type]
+        result = run(arms, load, progress=False)
+        for arm in result.arms:
+            assert arm.calls == calls and arm.codes == {"OK": calls}, arm.label
+            assert arm.latency.count == calls and len(arm.round_p50_ns) == rounds
+
+
+@pytest.mark.parametrize("aio", [False, True])
+def test_interleaved_open_loop_keeps_the_backlog_of_a_stall_at_a_blocks_end(
+    aio: bool, fakes: Callable[..., str]
+) -> None:
+    """The issue's case without a server: two arms interleaved in 16 rounds of 25 calls at
+    1000 calls/s; the stalling arm's call 199, the last of round 7 (from 0), takes 100 ms. Calls
+    199..279 are due at most 80 ms into the stall, so each is measured at least 20 ms late: 81 of
+    400, which puts p90 above 20 ms. A schedule restarted at every block would measure one late
+    call."""
+    stalling = fakes("test-fake-stall", aio=aio, stall_at=199, stall_s=0.1)
+    steady = fakes("test-fake-steady", aio=aio)
+    target = invoke_target("127.0.0.1:1")
+    load = LoadSpec(mode="open", rate=1000.0, calls=400, rounds=16, warmup_calls=0, rewarm_calls=0)
+    assert load.round_span(7) == range(175, 200)  # call 199 ends a block
+    result = run(
+        [Arm("stall", stalling, target, "stall"), Arm("steady", steady, target, "stall")],
+        load,
+        progress=False,
+    )
+    arm = result.arm("stall")
+    assert arm.calls == 400 and arm.ok == 400
+    assert _count_at_least(arm.latency, 19_000_000) >= 81
+    assert arm.latency.percentile(90) >= 19_000_000
+    assert arm.latency.percentile(90) > 10 * result.arm("steady").latency.percentile(50)
+    for each in result.arms:
+        # Achieved rate: calls over the time the arm's clock ran, never above the asked rate.
+        assert 0 < each.throughput <= 1000.0 * (1 + 1e-6)
+    assert "asked/s" in format_table(result)
+    assert to_json(result)["arms"][0]["asked_rate_per_s"] == 1000.0
+
+
+def _count_at_least(histogram: Histogram, value: int) -> int:
+    return sum(count for low, _high, count in histogram.buckets() if low >= value)
+
+
+def test_failed_calls_stay_out_of_the_latency_and_are_counted_apart(
+    fakes: Callable[..., str],
+) -> None:
+    target = invoke_target("127.0.0.1:1")
+    arms = [Arm("flaky", fakes("test-fake-flaky", fail_every=4), target, "flaky")]
+    result = run(arms, LoadSpec(calls=40, rounds=2, warmup_calls=0), progress=False)
+    arm = result.arm("flaky")
+    assert arm.codes == {"OK": 30, "UNAVAILABLE": 10}
+    assert arm.calls == 40 and arm.ok == 30 and arm.failed == 10
+    assert arm.latency.count == 30
+    assert "flaky status codes: OK=30 UNAVAILABLE=10" in format_table(result)
+    assert to_json(result)["arms"][0]["ok"] == 30
+    assert any("ended OK" in note for note in result.notes)
