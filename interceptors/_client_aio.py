@@ -15,6 +15,8 @@ only know how to report that type.
 from __future__ import annotations
 
 import asyncio
+import functools
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -904,10 +906,17 @@ class AioClientInterceptor:
         inv.first = NOTHING
         if not self._finishes and first is NOTHING:
             return rcall  # nothing to run at the end: hand grpc its own call back
+        # The stream is committed (no retry sends it again). The live grpcio call holds the
+        # Deferred below until it ends; through inv, grpc's continuation and write-API request
+        # generator would hold grpc's intercepted call and keep a dropped stream alive.
+        inv.cont = None
+        inv.request = None
         deferred = Deferred(inv, self._wants)
         deferred.watch(rcall)
         rcall.add_done_callback(deferred.on_aio_done)
-        return _responses(rcall, first, deferred)
+        if inv.shape is US:
+            return _InterceptedUnaryStream(rcall, first, deferred)
+        return _InterceptedStreamStream(rcall, first, deferred)
 
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: Any, request: Any
@@ -940,6 +949,133 @@ class AioClientInterceptor:
                 client_call_details, SS, request_iterator, continuation, self._stream_wire
             )
         )
+
+
+def _fire_done(ref: Callable[[], _InterceptedStream | None], _rcall: Any) -> None:
+    stream = ref()
+    if stream is not None:
+        stream._run_callbacks()
+
+
+class _InterceptedStream:
+    """The call the interceptor hands grpc.aio for a response stream with finish hooks.
+
+    Not a bare async iterator: grpc.aio would wrap one together with the grpcio call underneath
+    and register the intercepted call's done callbacks (the channel's own among them) on that
+    call, which grpc keeps alive until the RPC ends. The intercepted call, our responses and the
+    slot would then stay for good once the caller dropped the stream. Here those callbacks are
+    kept on this object and the grpcio call only holds it weakly, so a dropped stream is garbage,
+    and being collected cancels the RPC and finishes the chain (grpc's intercepted call cancels
+    this object in its ``__del__``; this object's own ``__del__`` is the backstop).
+    """
+
+    __slots__ = ("__weakref__", "_callbacks", "_deferred", "_rcall", "_responses")
+
+    def __init__(self, rcall: Any, first: Any, deferred: Deferred) -> None:
+        self._rcall = rcall
+        self._deferred = deferred
+        self._responses = _responses(rcall, first, deferred)
+        self._callbacks: list[Callable[[Any], None]] | None = None
+
+    def _run_callbacks(self) -> None:
+        callbacks = self._callbacks
+        if callbacks:
+            self._callbacks = None
+            for callback in callbacks:
+                callback(self)
+
+    def __del__(self) -> None:
+        deferred = getattr(self, "_deferred", None)
+        if deferred is None:
+            return
+        rcall = self._rcall
+        if not deferred.done and not rcall.done():
+            # Recorded first, so the done callback cancel() fires finds nothing left to do (it
+            # would start a task, and a collection may run where no event loop is).
+            deferred.complete_cancelled("Cancelled upon garbage collection")
+            rcall.cancel()
+        if self._callbacks:
+            # The grpcio call could not reach this object any more to run them.
+            self._run_callbacks()
+
+    # -- grpc.aio.Call
+    def cancel(self) -> bool:
+        cancelled = bool(self._rcall.cancel())
+        if cancelled:
+            self._deferred.complete_cancelled("Locally cancelled by application")
+        return cancelled
+
+    def cancelled(self) -> bool:
+        return bool(self._rcall.cancelled())
+
+    def done(self) -> bool:
+        return bool(self._rcall.done())
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        if self._rcall.done():
+            callback(self)
+            return
+        if self._callbacks is None:
+            self._callbacks = []
+            self._rcall.add_done_callback(functools.partial(_fire_done, weakref.ref(self)))
+        self._callbacks.append(callback)
+
+    def time_remaining(self) -> float | None:
+        remaining_time: float | None = self._rcall.time_remaining()
+        return remaining_time
+
+    async def initial_metadata(self) -> grpc.aio.Metadata:
+        md: grpc.aio.Metadata = await self._rcall.initial_metadata()
+        return md
+
+    async def trailing_metadata(self) -> grpc.aio.Metadata:
+        md: grpc.aio.Metadata = await self._rcall.trailing_metadata()
+        return md
+
+    async def code(self) -> grpc.StatusCode:
+        code: grpc.StatusCode = await self._rcall.code()
+        return code
+
+    async def details(self) -> str:
+        details: str = await self._rcall.details()
+        return details
+
+    async def debug_error_string(self) -> str | None:
+        text: str | None = await self._rcall.debug_error_string()
+        return text
+
+    async def wait_for_connection(self) -> None:
+        await self._rcall.wait_for_connection()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._responses
+
+    async def read(self) -> Any:
+        try:
+            return await self._responses.__anext__()
+        except StopAsyncIteration:
+            return EOF
+
+    # grpc.aio's intercepted stream-stream call feeds write() through its own request iterator;
+    # these serve anyone holding this object directly.
+    async def write(self, request: Any) -> None:
+        await self._rcall.write(request)
+
+    async def done_writing(self) -> None:
+        await self._rcall.done_writing()
+
+    @property
+    def _done_writing_flag(self) -> bool:
+        flag: bool = self._rcall._done_writing_flag
+        return flag
+
+
+class _InterceptedUnaryStream(_InterceptedStream, _t.AioUnaryStreamCallBase):
+    __slots__ = ()
+
+
+class _InterceptedStreamStream(_InterceptedStream, _t.AioStreamStreamCallBase):
+    __slots__ = ()
 
 
 async def _responses(rcall: Any, first: Any, deferred: Deferred) -> AsyncIterator[Any]:

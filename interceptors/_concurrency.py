@@ -10,8 +10,12 @@ A caller that finds no free slot waits in a FIFO queue:
   deadline the client sent); without a deadline it waits until a slot frees up;
 - a cancelled aio task leaves the queue (or gives back the slot it was just handed); a sync
   server handler leaves the queue when its client goes away (CANCELLED). A sync *client* caller
-  blocked in the queue can only be released by a slot or its deadline (Python threads cannot be
-  interrupted), so give such calls a deadline (:class:`~interceptors._deadline.Deadline`).
+  blocked in the queue is released by a slot or its deadline (another thread cannot cancel it), so
+  give such calls a deadline (:class:`~interceptors._deadline.Deadline`);
+- any exception that ends a wait (an aio task's cancellation, ``KeyboardInterrupt`` in the main
+  thread, an ``OverflowError`` from a timeout too large for the lock) takes the waiter out of the
+  queue, and a slot handed to it at that same moment goes back, so a slot never stays with a
+  caller that is gone.
 
 ``limit`` may be an int (fixed) or an adaptive algorithm (:class:`~interceptors._limit.AimdLimit`,
 :class:`~interceptors._limit.GradientLimit`) that moves the limit after every finished
@@ -229,6 +233,14 @@ class ConcurrencyLimit(ClientPolicy, ServerPolicy):
         if waiter is not None:
             self._wake(waiter)
 
+    def _give_up(self, waiter: Waiter) -> None:
+        """A queued caller leaves on an exception: out of the queue, or, if a slot was handed to
+        it meanwhile, that slot goes back (to the next waiter), so no slot stays with nobody."""
+        with self._lock:
+            gave_up = self._state.abandon(waiter)
+        if not gave_up:
+            self._release(_CANCELLED, 0.0, True)
+
     def _acquire_sync(self, timeout: float | None, context: Any = None) -> bool:
         """Take a slot, waiting up to ``timeout`` seconds; True if the caller had to queue."""
         state = self._state
@@ -241,23 +253,30 @@ class ConcurrencyLimit(ClientPolicy, ServerPolicy):
             event = threading.Event()
             waiter.wake = event
             state.enqueue(waiter)
-        if context is not None:
-            # Sync server: wake up if the client goes away while we wait.
-            context.add_callback(event.set)
-        end = None if timeout is None else monotonic() + timeout
-        while True:
-            left = None if end is None else end - monotonic()
-            woke = event.is_set() if left is not None and left <= 0 else event.wait(left)
-            with self._lock:
-                if waiter.granted:
-                    return True
-                if not woke:
-                    state.abandon(waiter)
-                    raise self._refuse_deadline()
-                if context is not None and not context.is_active():
-                    state.abandon(waiter)
-                    raise LocalRpcError(_CANCELLED, "the client went away while queued")
-                event.clear()
+        # Whatever interrupts the wait (KeyboardInterrupt, an OverflowError from a timeout too
+        # large for the lock, an exception raised into the thread) must not leave this waiter in
+        # the queue: the next released slot would go to a caller that is gone, for good.
+        try:
+            if context is not None:
+                # Sync server: wake up if the client goes away while we wait.
+                context.add_callback(event.set)
+            end = None if timeout is None else monotonic() + timeout
+            while True:
+                left = None if end is None else end - monotonic()
+                woke = event.is_set() if left is not None and left <= 0 else event.wait(left)
+                with self._lock:
+                    if waiter.granted:
+                        return True
+                    if not woke or (context is not None and not context.is_active()):
+                        state.abandon(waiter)
+                        break
+                    event.clear()
+        except BaseException:
+            self._give_up(waiter)
+            raise
+        if not woke:
+            raise self._refuse_deadline()
+        raise LocalRpcError(_CANCELLED, "the client went away while queued")
 
     async def _acquire_async(self, timeout: float | None) -> bool:
         state = self._state
@@ -281,11 +300,9 @@ class ConcurrencyLimit(ClientPolicy, ServerPolicy):
                 if state.abandon(waiter):
                     raise self._refuse_deadline() from None
             return True  # granted just as the time ran out: use it (the wire checks the deadline)
-        except asyncio.CancelledError:
-            with self._lock:
-                gave_up = state.abandon(waiter)
-            if not gave_up:
-                self._release(_CANCELLED, 0.0, True)
+        except BaseException:
+            # Cancelled task, KeyboardInterrupt, ...: leave the queue or give back the slot.
+            self._give_up(waiter)
             raise
         return True
 

@@ -230,8 +230,9 @@ class LimiterState:
         self.queue.append(waiter)
 
     def abandon(self, waiter: Waiter) -> bool:
-        """A waiter gives up (deadline, cancellation). True if it still owns no slot and left the
-        queue; False if a slot was granted meanwhile (the caller then owns it)."""
+        """A waiter gives up (deadline, cancellation, any exception that ended its wait). True if
+        it still owns no slot and left the queue; False if a slot was granted meanwhile (the
+        caller then owns it, and must give it back if it is leaving)."""
         if waiter.granted:
             return False
         with contextlib.suppress(ValueError):
