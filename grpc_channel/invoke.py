@@ -140,6 +140,31 @@ def _check_str(name: str, value: object) -> str:
     return value
 
 
+def check_method_path(method: object) -> str:
+    """A full method path ``"/pkg.Service/Method"`` that grpcio can send, else ``ValueError``
+    naming it. grpcio sends the path as UTF-8, so a lone surrogate (which would raise
+    UnicodeEncodeError inside the call) is refused here."""
+    if (
+        not isinstance(method, str)
+        or not method.startswith("/")
+        or method.count("/") != 2
+        or method.endswith("/")
+        or "//" in method
+    ):
+        raise ValueError(
+            f"method must be a full method path like '/pkg.Service/Method', got {method!r}"
+        )
+    if not method.isascii():
+        try:
+            method.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"method must be valid Unicode (grpcio sends the path as UTF-8), got {method!r}:"
+                f" the character at position {exc.start} is a lone surrogate"
+            ) from None
+    return method
+
+
 def _check_bytes(name: str, value: object) -> bytes:
     """Plain ``bytes`` (a copy of a bytearray, memoryview or bytes subclass: requests hold exactly
     ``bytes``, which their fast paths test with ``type(...) is bytes``)."""

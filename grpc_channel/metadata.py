@@ -14,8 +14,15 @@ gRPC transport accepts, so that reading and :meth:`Metadata.to_grpc` never need 
 - reserved keys (:data:`RESERVED_KEYS` and every ``:``-prefixed pseudo-header) belong to the
   transport. Inserting one raises :class:`MetadataError`: grpc core either refuses them (``:path``
   fails the call) or swallows them silently (``grpc-timeout``, ``content-type``, ``user-agent``,
-  ``te``, ``grpc-encoding`` ... never reach the peer, and ``grpc-status`` from a client breaks the
-  call).
+  ``te``, ``grpc-encoding``, ``lb-cost-bin``, ``x-envoy-peer-metadata`` ... never reach the peer,
+  and ``grpc-status`` from a client breaks the call);
+- ``grpc-retry-pushback-ms`` takes a plain decimal integer that fits in int64, negative meaning
+  "do not retry" (gRFC A6); grpc core parses the value and sends anything else as
+  ``-9223372036854775808``.
+
+grpc core also keeps only the last value of some keys it knows (``host``, ``traceparent``,
+``x-forwarded-for``, ``x-forwarded-host``, ``lb-token``, ``grpc-trace-bin``, ``grpc-tags-bin``):
+send one value of those.
 
 Received metadata is different: :meth:`Metadata.from_grpc` keeps what the peer sent, reserved keys
 (a server sees ``user-agent``) and odd values included, so nothing received is lost or raises.
@@ -23,7 +30,9 @@ Such a ``Metadata`` remembers it holds keys or values that cannot be sent, and
 :meth:`Metadata.to_grpc` drops exactly those, so forwarding received metadata never crashes a call.
 
 Everything invalid raises the one error type :class:`MetadataError`, a ``ValueError`` whose message
-names the key and the rule (never the value: metadata may carry tokens).
+names the key and the rule (never the value: metadata may carry tokens). ``repr`` hides the values
+of keys that carry credentials (:func:`is_secret_key`); :func:`redacted_pairs` applies the same
+rule to grpcio-style pairs, for any other record that shows metadata.
 
 Example::
 
@@ -88,17 +97,24 @@ RESERVED_KEYS: Final[frozenset[str]] = frozenset(
         "grpc-status",
         "grpc-timeout",
         # ... and what grpc core (grpcio) consumes itself: sent as metadata, they never reach the
-        # peer.
+        # peer's application (grpc core's metadata traits that are not published to the app;
+        # checked against a grpcio 1.85 server).
         "grpc-accept-encoding",
         "grpc-internal-encoding-request",
         "grpc-previous-rpc-attempts",
+        "endpoint-load-metrics-bin",
+        "grpc-server-stats-bin",
+        "grpclb_client_stats",
+        "lb-cost-bin",
+        "x-envoy-peer-metadata",
     }
 )
 """Keys owned by the gRPC transport, besides every ``:``-prefixed pseudo-header.
 
 Not reserved, although grpc core handles them specially: ``grpc-status-details-bin`` (rich error
-details, which a server sends in its trailers), ``grpc-retry-pushback-ms`` (a server's retry hint),
-``grpc-trace-bin`` and ``grpc-tags-bin`` (sent, but consumed by grpc core on a grpcio server)."""
+details, which a server sends in its trailers), ``grpc-retry-pushback-ms`` (a server's retry hint;
+its value must be a plain int64 integer), ``grpc-trace-bin`` and ``grpc-tags-bin`` (census trace
+context that grpc-go and grpc-java peers read; a grpcio server consumes them)."""
 
 # What to use instead of a reserved key; part of the error message.
 _RESERVED_HINTS: Final[dict[str, str]] = {
@@ -108,6 +124,15 @@ _RESERVED_HINTS: Final[dict[str, str]] = {
     "grpc-accept-encoding": "choose a compressor instead",
     "grpc-internal-encoding-request": "choose a compressor instead",
     "content-type": "it is always application/grpc on the wire",
+    "endpoint-load-metrics-bin": "grpc core consumes it (ORCA load report); it never reaches the"
+    " peer's application",
+    "grpc-server-stats-bin": "grpc core consumes it (census server stats); it never reaches the"
+    " peer's application",
+    "grpclb_client_stats": "grpc core consumes it (grpclb internal); it is never sent",
+    "lb-cost-bin": "grpc core consumes it (load-balancing cost) and rewrites its value; it never"
+    " reaches the peer's application",
+    "x-envoy-peer-metadata": "grpc core consumes it (service-mesh peer metadata); it never reaches"
+    " the peer's application",
 }
 
 HTTP_PERMANENT_HEADERS: Final[frozenset[str]] = frozenset(
@@ -153,10 +178,29 @@ _BIN_SUFFIX: Final = "-bin"
 _NOT_COPIED: Final[frozenset[str]] = frozenset(
     {"traceparent", "tracestate", "grpc-trace-bin", "destination-app-id"}
 )
-# Values of these keys are hidden in repr(): they carry credentials.
-_SECRET_KEYS: Final[frozenset[str]] = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "dapr-api-token"}
+# The redaction rule: values of keys containing one of these parts are hidden in repr() and error
+# messages, as they carry credentials: authorization, proxy-authorization, dapr-api-token, cookie,
+# set-cookie, and token headers of any name (AppToken(header="x-app-token"), x-api-key ...).
+_SECRET_PARTS: Final = (
+    "auth",
+    "token",
+    "secret",
+    "passw",
+    "cookie",
+    "credential",
+    "api-key",
+    "apikey",
 )
+
+REDACTED: Final = "<redacted>"
+"""What a secret value is shown as."""
+
+_PUSHBACK_KEY: Final = "grpc-retry-pushback-ms"
+# grpc core parses this key's value as an int64 and sends INT64_MIN for anything it cannot parse;
+# a plain decimal is what arrives unchanged (grpc core also drops leading zeros, signs and spaces).
+# gRFC A6: a negative value asks the client not to retry, so a minus sign is allowed (not "-0").
+_PUSHBACK_RE: Final = re.compile(r"0|-?[1-9][0-9]{0,18}")
+_INT64_MAX: Final = 2**63 - 1
 
 _ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _KEY_RE: Final = re.compile(r"[0-9a-z_.\-]+")
@@ -172,6 +216,35 @@ _KEY_CACHE_MAX: Final = 4096
 
 class MetadataError(ValueError):
     """Invalid metadata: the message names the key and the rule it broke (never the value)."""
+
+
+def is_secret_key(key: str) -> bool:
+    """True when values of ``key`` (lower-case) are hidden from reprs and messages: keys that
+    contain ``auth``, ``token``, ``secret``, ``passw``, ``cookie``, ``credential``, ``api-key`` or
+    ``apikey`` (``authorization``, ``dapr-api-token``, ``set-cookie``, ``x-api-key`` ...). The
+    one redaction rule of the package."""
+    return any(part in key for part in _SECRET_PARTS)
+
+
+def redacted_pairs(
+    pairs: Iterable[tuple[str, MetadataValue]],
+) -> tuple[tuple[str, MetadataValue], ...]:
+    """``pairs`` with the value of every secret key (:func:`is_secret_key`) replaced by
+    :data:`REDACTED`: what a repr may show of grpcio-style metadata."""
+    return tuple((k, REDACTED if is_secret_key(k) else v) for k, v in pairs)
+
+
+def _pushback_ok(value: str) -> bool:
+    return _PUSHBACK_RE.fullmatch(value) is not None and -_INT64_MAX - 1 <= int(value) <= _INT64_MAX
+
+
+def _pushback_error() -> MetadataError:
+    return MetadataError(
+        f"invalid value for metadata key {_PUSHBACK_KEY!r}: it must be an integer of milliseconds"
+        f" in int64 range (negative: do not retry), written as plain digits with an optional"
+        " minus sign (no plus sign, spaces or leading zeros); grpc core sends anything else as"
+        " -9223372036854775808"
+    )
 
 
 def _key_info(key: object) -> _KeyInfo:
@@ -234,7 +307,7 @@ def _bad_text_position(value: str) -> int:
 def _text_error(key: str, value: str) -> MetadataError:
     pos = _bad_text_position(value)
     where = f"character U+{ord(value[pos]):04X} at position {pos}"
-    if key in _SECRET_KEYS:
+    if is_secret_key(key):
         where = f"the character at position {pos}"
     return MetadataError(
         f"invalid value for metadata key {key!r}: {where} is not printable ASCII; values of keys"
@@ -264,13 +337,15 @@ def _send_value(key: str, is_bin: bool, value: object) -> MetadataValue:
         )
     if type(value) is str:
         if value.isascii() and value.isprintable():
+            if key == _PUSHBACK_KEY and not _pushback_ok(value):
+                raise _pushback_error()
             return value
         raise _text_error(key, value)
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         text = raw.decode("latin-1")
         if text.isascii() and text.isprintable():
-            return text
+            return _send_value(key, is_bin, text)
         raise _text_error(key, text)
     if isinstance(value, str):  # a str subclass
         return _send_value(key, is_bin, str(value))
@@ -280,8 +355,9 @@ def _send_value(key: str, is_bin: bool, value: object) -> MetadataValue:
     )
 
 
-def _sendable_text(value: str) -> bool:
-    return value.isascii() and value.isprintable()
+def _sendable_text(key: str, value: str) -> bool:
+    """Whether a received text value may be sent on as it is."""
+    return value.isascii() and value.isprintable() and (key != _PUSHBACK_KEY or _pushback_ok(value))
 
 
 def _iter_values(value: object) -> Iterable[object]:
@@ -452,11 +528,14 @@ class Metadata:
                     if type(value) is not bytes:
                         value = _send_value(low, True, value)
                 elif type(value) is str:
-                    if not (value.isascii() and value.isprintable()):
+                    # _sendable_text, inlined: this runs for every received value.
+                    if not (value.isascii() and value.isprintable()) or (
+                        low == _PUSHBACK_KEY and not _pushback_ok(value)
+                    ):
                         unsendable = True
                 elif isinstance(value, bytes | bytearray | memoryview):
                     value = bytes(value).decode("latin-1")
-                    unsendable = unsendable or not _sendable_text(value)
+                    unsendable = unsendable or not _sendable_text(low, value)
                 else:
                     raise MetadataError(
                         f"invalid value for metadata key {low!r}: expected str, got"
@@ -486,7 +565,7 @@ class Metadata:
                     for k, vs in self._d.items()
                     if not _is_reserved(k)
                     for v in vs
-                    if isinstance(v, bytes) or _sendable_text(v)
+                    if isinstance(v, bytes) or _sendable_text(k, v)
                 )
             else:
                 out: list[tuple[str, MetadataValue]] = []
@@ -549,9 +628,7 @@ class Metadata:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        shown = {
-            k: (["<redacted>"] * len(v) if k in _SECRET_KEYS else v) for k, v in self._d.items()
-        }
+        shown = {k: ([REDACTED] * len(v) if is_secret_key(k) else v) for k, v in self._d.items()}
         return f"Metadata({shown!r})"
 
     # writing --------------------------------------------------------------------------------
@@ -738,7 +815,8 @@ def internal_to_grpc(
 
     ``on_invalid`` decides what happens to anything else the transport would refuse (an invalid
     key such as an HTTP header with ``!`` or a space, a non-printable or non-ASCII value, a non-str
-    value): ``"raise"`` (default) raises :class:`MetadataError` naming the key; ``"drop"`` leaves
+    value, a ``grpc-retry-pushback-ms`` value that is not a plain int64 integer):
+    ``"raise"`` (default) raises :class:`MetadataError` naming the key; ``"drop"`` leaves
     the offending key or value out.
     """
     if on_invalid not in ("raise", "drop"):
@@ -786,10 +864,10 @@ def internal_to_grpc(
                 decoded = _b64decode_std(value)
                 if decoded is not None:
                     out.append(decoded)
-            elif value.isascii() and value.isprintable():
+            elif _sendable_text(low, value):
                 out.append(value)
             elif strict:
-                raise _text_error(low, value)
+                raise _pushback_error() if low == _PUSHBACK_KEY else _text_error(low, value)
         if out:
             existing = d.get(low)
             if existing is None:

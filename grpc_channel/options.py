@@ -40,6 +40,11 @@ What grpcio can and cannot do
 - grpcio's reconnect backoff has channel arguments for the base delay, the maximum delay and the
   minimum connect timeout, but its multiplier (1.6) and jitter (0.2) are fixed:
   :func:`with_connect_params` refuses other values instead of ignoring them.
+- What grpcio would only fail on later is refused when the option is made (measured with grpcio
+  1.85): timeouts above :data:`MAX_TIMEOUT` (1e9 s; longer deadlines overflow grpcio's int64
+  nanoseconds or thread waits), millisecond settings above 2**31-1 ms and channel-argument ints
+  outside a C int (OverflowError at dial), text with a lone surrogate (UnicodeEncodeError) or a NUL
+  (cut short by grpc core). Values in messages are shortened when long.
 """
 
 from __future__ import annotations
@@ -47,13 +52,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 
 import grpc
 
 from grpc_channel.encoding import Codec, EncodingError, get_codec, get_compressor
-from grpc_channel.metadata import Metadata, MetadataError
+from grpc_channel.metadata import Metadata, MetadataError, redacted_pairs
+from interceptors._deadline import MAX_TIMEOUT as MAX_TIMEOUT  # the documented limit, here too
+from interceptors._deadline import check_timeout, short_repr
 
 __all__ = [
     "DEFAULTS",
@@ -147,6 +154,8 @@ __all__ = [
 MetadataPairs = tuple[tuple[str, str | bytes], ...]
 _NO_PAIRS: Final[MetadataPairs] = ()
 _INT32_MAX: Final = 2**31 - 1
+_INT32_MIN: Final = -(2**31)
+_INT64_MAX: Final = 2**63 - 1
 
 
 # ------------------------------------------------------------------------------------------
@@ -193,20 +202,57 @@ class DialTimeoutError(TimeoutError):
 
 
 def _refuse(option: str, value: object, allowed: str) -> OptionError:
-    return OptionError(f"{option}: got {value!r}; {allowed}")
+    # short_repr: a huge value is cut (and a huge int, which repr() refuses, described).
+    return OptionError(f"{option}: got {short_repr(value)}; {allowed}")
 
 
-def _positive_seconds(option: str, value: object, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
-        bound = ">= 0" if allow_zero else "> 0"
-        raise _refuse(option, value, f"seconds must be a finite number {bound}")
-    return float(value)  # type: ignore[arg-type]
+def check_seconds(option: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as float seconds: a finite number ``> 0`` (``>= 0`` with ``allow_zero``) and at
+    most :data:`MAX_TIMEOUT` (1e9 s), else :class:`OptionError` naming ``option``. The one
+    timeout rule (``interceptors._deadline.check_timeout``) with this module's error type."""
+    return check_timeout(option, value, allow_zero=allow_zero, error=OptionError)
+
+
+def _millis(option: str, value: object, what: str) -> float:
+    """Seconds that grpc core takes as whole milliseconds in a C int (at most 2**31-1 ms, about
+    24.8 days): larger values make grpcio raise OverflowError when the channel is created."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    # int(value * 1000) > 2**31-1, without int() (inf) or float() (a huge int) on the way.
+    if number and value != math.inf and value * 1000 >= 2**31:  # type: ignore[operator]
+        raise _refuse(
+            option,
+            value,
+            f"{what} must be at most {_INT32_MAX / 1000} s (grpc core takes it as a C int of"
+            f" milliseconds: 2**31-1 ms, about {_INT32_MAX / 86_400_000:.1f} days)",
+        )
+    return check_seconds(option, value)
 
 
 def _size(option: str, value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _INT32_MAX:
         raise _refuse(option, value, f"bytes must be an int from 0 to {_INT32_MAX}")
+    return value
+
+
+def _wire_text(option: str, value: object, what: str) -> str:
+    """A str grpc core can take as a C string: UTF-8 encodable (a lone surrogate makes grpcio
+    raise UnicodeEncodeError at dial) and without NUL (grpc core silently cuts the text there)."""
+    if not isinstance(value, str):
+        raise _refuse(option, value, f"{what} must be a str")
+    if "\0" in value:
+        raise _refuse(
+            option, value, f"{what} must not contain NUL: grpc core would cut the text there"
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _refuse(
+                option,
+                value,
+                f"{what} must be valid Unicode (UTF-8 encodable); the character at position"
+                f" {exc.start} is a lone surrogate",
+            ) from None
     return value
 
 
@@ -233,6 +279,11 @@ class PerRPCCredentials(Protocol):
     def get_request_metadata(self, method: str) -> Mapping[str, str | bytes]: ...
 
     def require_transport_security(self) -> bool: ...
+
+
+def _creds_repr(creds: object) -> str:
+    # Credentials objects are the user's and their repr may show the secret: the type only.
+    return f"<{type(creds).__name__}>"
 
 
 def _check_rpc_credentials(option: str, creds: object) -> None:
@@ -486,6 +537,9 @@ class MetadataCallOption(CallOption):
     def before(self, info: CallInfo) -> None:
         info.metadata = info.metadata + self.pairs if info.metadata else self.pairs
 
+    def __repr__(self) -> str:
+        return f"MetadataCallOption(pairs={redacted_pairs(self.pairs)!r})"
+
 
 @dataclass(frozen=True, slots=True)
 class CompressorCallOption(CallOption):
@@ -514,6 +568,9 @@ class PerRPCCredsCallOption(CallOption):
             info.credentials = self.creds
         else:
             info.rpc_credentials = (*info.rpc_credentials, self.creds)
+
+    def __repr__(self) -> str:
+        return f"PerRPCCredsCallOption(creds={_creds_repr(self.creds)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,9 +665,9 @@ def wait_for_ready(enabled: bool = True) -> WaitForReadyCallOption:
 
 
 def timeout(seconds: float) -> TimeoutCallOption:
-    """The call's timeout in seconds (finite, > 0); it fails with DEADLINE_EXCEEDED when it
-    expires. Default: none."""
-    return TimeoutCallOption(_positive_seconds("timeout", seconds))
+    """The call's timeout in seconds (finite, > 0, at most :data:`MAX_TIMEOUT`: 1e9 s, about
+    31.7 years); it fails with DEADLINE_EXCEEDED when it expires. Default: none."""
+    return TimeoutCallOption(check_seconds("timeout", seconds))
 
 
 def call_metadata(*args: Any) -> MetadataCallOption:
@@ -761,6 +818,22 @@ class DialSettings:
         """True when transport credentials were given."""
         return self.credentials is not None
 
+    def __repr__(self) -> str:
+        # The generated repr minus secrets: per-RPC credentials by type, the app token not at all
+        # (its field has repr=False); default call options show their own (redacted) reprs.
+        shown = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "per_rpc_credentials":
+                items = [_creds_repr(c) for c in value]
+                text = f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+            else:
+                text = repr(value)
+            shown.append(f"{f.name}={text}")
+        return f"DialSettings({', '.join(shown)})"
+
     @property
     def unary_interceptors(self) -> tuple[Any, ...]:
         """The single unary interceptor (if any) first, then the chained ones (first listed is
@@ -841,6 +914,9 @@ class PerRPCCredsDialOption(DialOption):
 
     def apply(self, settings: DialSettings) -> None:
         settings.per_rpc_credentials = (*settings.per_rpc_credentials, self.creds)
+
+    def __repr__(self) -> str:
+        return f"PerRPCCredsDialOption(creds={_creds_repr(self.creds)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -1092,15 +1168,16 @@ def with_keepalive_params(
     """Client keepalive (grpcio ``grpc.keepalive_time_ms`` / ``grpc.keepalive_timeout_ms`` /
     ``grpc.keepalive_permit_without_calls``). Off by default. ``time`` must be at least 10 s
     (grpc-go raises smaller values to 10 s; we refuse them instead: servers close connections that
-    ping too often); ``timeout`` defaults to 20 s."""
-    t = _positive_seconds("with_keepalive_params", time)
+    ping too often); ``timeout`` defaults to 20 s. Both are at most 2147483.647 s (grpc core takes
+    them as a C int of milliseconds)."""
+    t = _millis("with_keepalive_params", time, "time")
     if t < DEFAULTS.min_keepalive_time:
         raise _refuse(
             "with_keepalive_params",
             time,
             f"time must be at least {DEFAULTS.min_keepalive_time:g} s (grpc-go's minimum)",
         )
-    to = _positive_seconds("with_keepalive_params", timeout)
+    to = _millis("with_keepalive_params", timeout, "timeout")
     if not isinstance(permit_without_stream, bool):
         raise _refuse(
             "with_keepalive_params", permit_without_stream, "permit_without_stream is a bool"
@@ -1145,6 +1222,17 @@ def with_default_service_config(config: str | Mapping[str, Any]) -> DefaultServi
         raise _refuse("with_default_service_config", config, f"not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise _refuse("with_default_service_config", config, "the service config is a JSON object")
+    _wire_text("with_default_service_config", text, "the service config")
+    # A lone surrogate written as a JSON escape (\ud800, which json.dumps produces for one in a
+    # mapping) passes the check above but fails grpc core's JSON parser when the channel is made.
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _refuse(
+            "with_default_service_config",
+            config,
+            "strings must be valid Unicode: grpc core's JSON parser refuses a lone surrogate",
+        ) from None
     return DefaultServiceConfigDialOption(text)
 
 
@@ -1255,13 +1343,14 @@ def with_connect_params(
     (``grpc.max_reconnect_backoff_ms``) and ``min_connect_timeout``
     (``grpc.min_reconnect_backoff_ms``, which grpc core uses as the minimum connect timeout), in
     whole milliseconds. grpc core raises any of the three below 100 ms to 100 ms, so smaller
-    values are refused. Its multiplier and jitter are fixed at 1.6 and 0.2 with no channel
-    argument, so other values are refused too.
+    values are refused, and so are values above 2147483.647 s (a C int of milliseconds). Its
+    multiplier and jitter are fixed at 1.6 and 0.2 with no channel argument, so other values are
+    refused too.
     """
     name = "with_connect_params"
-    base = _positive_seconds(name, base_delay)
-    top = _positive_seconds(name, max_delay)
-    mct = _positive_seconds(name, min_connect_timeout)
+    base = _millis(name, base_delay, "base_delay")
+    top = _millis(name, max_delay, "max_delay")
+    mct = _millis(name, min_connect_timeout, "min_connect_timeout")
     for value in (base_delay, max_delay, min_connect_timeout):
         if value < _MIN_RECONNECT_SECONDS:
             raise _refuse(
@@ -1292,8 +1381,9 @@ def with_connect_params(
 def with_block(timeout: float = DEFAULTS.block_timeout) -> BlockDialOption:
     """Opening the channel waits until it is ready (``grpc.channel_ready_future`` / aio
     ``channel_ready()``), at most ``timeout`` seconds (default 20); then it is closed and
-    :class:`DialTimeoutError` raised. Default: do not wait (connect on the first call)."""
-    return BlockDialOption(_positive_seconds("with_block", timeout))
+    :class:`DialTimeoutError` raised. Default: do not wait (connect on the first call). At most
+    :data:`MAX_TIMEOUT` (1e9 s)."""
+    return BlockDialOption(check_seconds("with_block", timeout))
 
 
 # Keys set by a typed option: raw arguments may not set them behind its back.
@@ -1316,26 +1406,46 @@ _TYPED_KEYS: Final[dict[str, str]] = {
 
 def with_channel_args(*args: tuple[str, int | str]) -> ChannelArgsDialOption:
     """Raw grpcio channel arguments, ``("grpc.some_arg", value)`` pairs with ``int`` or ``str``
-    values, passed as they are. Keys that a typed option sets are refused (use that option)."""
+    values, passed as they are. Keys that a typed option sets are refused (use that option).
+
+    grpc core reads them as C values, so what it cannot take exactly is refused here rather than
+    at dial: ints outside a C int (-2**31 to 2**31-1; grpcio raises OverflowError), text with a
+    lone surrogate (grpcio raises UnicodeEncodeError) or a NUL (grpc core cuts the text there)."""
+    name = "with_channel_args"
     out: list[tuple[str, int | str]] = []
     for arg in args:
         if not (isinstance(arg, tuple) and len(arg) == 2 and isinstance(arg[0], str) and arg[0]):
-            raise _refuse("with_channel_args", arg, "each argument is a (name, value) tuple")
+            raise _refuse(name, arg, "each argument is a (name, value) tuple")
         key, value = arg
+        _wire_text(name, key, "the argument name")
         if key in _TYPED_KEYS:
-            raise _refuse("with_channel_args", key, f"this argument is set by {_TYPED_KEYS[key]}()")
+            raise _refuse(name, key, f"this argument is set by {_TYPED_KEYS[key]}()")
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise _refuse("with_channel_args", arg, "values are int or str")
+            raise _refuse(name, arg, "values are int or str")
+        if isinstance(value, int):
+            if not _INT32_MIN <= value <= _INT32_MAX:
+                raise _refuse(
+                    name,
+                    arg,
+                    f"int values must fit in a C int, {_INT32_MIN} to {_INT32_MAX} (grpc core"
+                    " reads them as int)",
+                )
+            value = int(value)  # an int subclass reaches grpcio as a plain int
+        else:
+            value = str(_wire_text(name, value, f"the value of {key!r}"))
         out.append((key, value))
     return ChannelArgsDialOption(tuple(out))
 
 
 def with_max_concurrency(n: int) -> MaxConcurrencyDialOption:
     """At most ``n`` calls in flight on the channel (the ``ConcurrencyLimit`` policy); others wait
-    for a slot until their deadline. ``n <= 0`` means unlimited (the default)."""
+    for a slot until their deadline. ``n <= 0`` means unlimited (the default); at most 2**63-1
+    (the limiter counts in floats, which a larger int overflows)."""
     if not isinstance(n, int) or isinstance(n, bool):
         raise _refuse("with_max_concurrency", n, "pass an int (<= 0 for unlimited)")
-    return MaxConcurrencyDialOption(max(n, 0))
+    if n > _INT64_MAX:
+        raise _refuse("with_max_concurrency", n, f"at most {_INT64_MAX}; pass 0 for unlimited")
+    return MaxConcurrencyDialOption(max(int(n), 0))
 
 
 def with_app_token(token: str | None = None) -> AppTokenDialOption:
@@ -1416,7 +1526,7 @@ def _check_target(target: object) -> str:
         raise _refuse(
             "dial", target, "the target must be a non-empty string, e.g. '127.0.0.1:50051'"
         )
-    return target
+    return _wire_text("dial", target, "the target")
 
 
 def _policies(settings: DialSettings, target: str) -> list[Any]:

@@ -258,11 +258,11 @@ def test_refused_input_is_named(own_app: OwnApp) -> None:
     with Channel.local(own_app.port) as channel:
         with pytest.raises(TypeError, match="InvokeMethodRequest, got str"):
             channel.invoke_method("echo")  # type: ignore[arg-type]
-        with pytest.raises(ValueError, match="timeout must be a finite number"):
+        with pytest.raises(ValueError, match="timeout: got -1; seconds must be a finite number"):
             channel.wait_until_ready(-1)
-        with pytest.raises(ValueError, match="timeout must be a finite number"):
+        with pytest.raises(ValueError, match="timeout: got nan; seconds must be a finite number"):
             channel.health_probe(float("nan"))
-        with pytest.raises(ValueError, match=r"seconds > 0, got 0"):
+        with pytest.raises(ValueError, match=r"timeout: got 0; seconds must be .* > 0"):
             channel.health_probe(0)
         with pytest.raises(ValueError, match="X-Bad Key"):
             channel.invoke_method(InvokeMethodRequest("echo").with_metadata({"X-Bad Key": "v"}))
