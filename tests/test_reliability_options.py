@@ -594,8 +594,10 @@ def test_why_consumed_keys_are_refused(
 
 @pytest.mark.parametrize(
     "value",
-    ["abc", "", "-0", "--5", "1.5", " 12", "+7", "007", "-07", "12 ", "99999999999999999999"]
-    + [str(2**63), str(-(2**63) - 1)],
+    [
+        *("abc", "", "-0", "--5", "1.5", " 12", "+7", "007", "-07", "12 "),
+        *("99999999999999999999", str(2**63), str(-(2**63) - 1)),
+    ],
 )
 def test_pushback_values_grpc_core_rewrites_are_refused(value: str) -> None:
     pattern = r"'grpc-retry-pushback-ms'.*an integer of milliseconds in int64 range"
