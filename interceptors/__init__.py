@@ -17,6 +17,10 @@ documented in ``interceptors._policy``).
 
 from __future__ import annotations
 
+from ._bounded import (
+    DEFAULT_CACHE_CAPACITY,
+    BoundedCache,
+)
 from ._capture import (
     Capture,
     Captured,
@@ -76,6 +80,7 @@ from ._tracing import (
 )
 
 __all__ = [
+    "DEFAULT_CACHE_CAPACITY",
     "DEFAULT_DROP_CODES",
     "DEFAULT_SKIP_METHODS",
     "DEFAULT_TOKEN_HEADER",
@@ -87,6 +92,7 @@ __all__ = [
     "AioServerInterceptor",
     "AppToken",
     "Backoff",
+    "BoundedCache",
     "CallShape",
     "Capture",
     "Captured",

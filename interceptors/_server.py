@@ -4,7 +4,9 @@
 whose behaviour runs the chain; all per-call work happens in the handler's own thread (sync) or task
 (aio). Wrapped handlers are cached per method and reused while the inner handler object is the same
 (generated servicers and ``grpc.method_handlers_generic_handler`` return the same object each
-time), so a call allocates one :class:`~interceptors._policy.ServerCall` and nothing else.
+time), so a call allocates one :class:`~interceptors._policy.ServerCall` and nothing else. The cache
+is a :class:`~interceptors._bounded.BoundedCache`: a catch-all handler serves any path a caller
+sends, and each path must not stay in memory for good.
 
 Context: when any server policy sets ``needs_context = True`` (tracing does), a sync handler's
 policies, the handler and every step of its response stream run inside one per-call copy of the
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import threading
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
@@ -28,11 +29,10 @@ import grpc
 import grpc.aio
 
 from . import _grpc_types as _t
+from ._bounded import BoundedCache
 from ._errors import LocalRpcError
 from ._policy import CallShape, ServerCall
 from ._run import ServerRun, monotonic
-
-_CACHE_LIMIT = 4096
 
 _SHAPES = {
     (False, False): CallShape.UNARY_UNARY,
@@ -214,33 +214,15 @@ def _rebuild(handler: Any, behavior: Any) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.stream_stream_rpc_method_handler(behavior, des, ser)
 
 
-class _HandlerCache:
-    __slots__ = ("_entries", "_lock")
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[Any, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, method: str, handler: Any) -> Any:
-        hit = self._entries.get(method)
-        if hit is not None and hit[0] is handler:
-            return hit[1]
-        return None
-
-    def put(self, method: str, handler: Any, wrapped: Any) -> None:
-        with self._lock:
-            if len(self._entries) >= _CACHE_LIMIT:
-                self._entries.clear()
-            self._entries[method] = (handler, wrapped)
-
-
 class ServerInterceptor(_t.ServerInterceptorBase):
     """The chain's server policies as one ``grpc.ServerInterceptor`` (for ``grpc.server``)."""
 
     def __init__(self, run: ServerRun, needs_context: bool) -> None:
         self._run = run
         self._needs_context = needs_context
-        self._cache = _HandlerCache()
+        # method -> (inner handler, wrapped handler); hits read the plain dict ``_wrapped``.
+        self._cache: BoundedCache[str, tuple[Any, Any]] = BoundedCache()
+        self._wrapped = self._cache.data
         self._passthrough = not run.policies
 
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
@@ -248,16 +230,17 @@ class ServerInterceptor(_t.ServerInterceptorBase):
         if handler is None or self._passthrough:
             return handler
         method = handler_call_details.method
-        wrapped = self._cache.get(method, handler)
-        if wrapped is None:
-            shape = _SHAPES[(bool(handler.request_streaming), bool(handler.response_streaming))]
-            m = _SyncMethod(self._run, method, shape, _behavior(handler))
-            if shape.response_streaming:
-                behavior = m.stream_ctx if self._needs_context else m.stream
-            else:
-                behavior = m.unary_ctx if self._needs_context else m.unary
-            wrapped = _rebuild(handler, behavior)
-            self._cache.put(method, handler, wrapped)
+        hit = self._wrapped.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        shape = _SHAPES[(bool(handler.request_streaming), bool(handler.response_streaming))]
+        m = _SyncMethod(self._run, method, shape, _behavior(handler))
+        if shape.response_streaming:
+            behavior = m.stream_ctx if self._needs_context else m.stream
+        else:
+            behavior = m.unary_ctx if self._needs_context else m.unary
+        wrapped = _rebuild(handler, behavior)
+        self._cache[method] = (handler, wrapped)
         return wrapped
 
 
@@ -266,7 +249,8 @@ class AioServerInterceptor(_t.AioServerInterceptorBase):
 
     def __init__(self, run: ServerRun) -> None:
         self._run = run
-        self._cache = _HandlerCache()
+        self._cache: BoundedCache[str, tuple[Any, Any]] = BoundedCache()
+        self._wrapped = self._cache.data
         self._passthrough = not run.policies
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
@@ -276,10 +260,11 @@ class AioServerInterceptor(_t.AioServerInterceptorBase):
         method = handler_call_details.method
         if isinstance(method, bytes):
             method = method.decode()
-        wrapped = self._cache.get(method, handler)
-        if wrapped is None:
-            shape = _SHAPES[(bool(handler.request_streaming), bool(handler.response_streaming))]
-            m = _AioMethod(self._run, method, shape, _behavior(handler))
-            wrapped = _rebuild(handler, m.stream if shape.response_streaming else m.unary)
-            self._cache.put(method, handler, wrapped)
+        hit = self._wrapped.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        shape = _SHAPES[(bool(handler.request_streaming), bool(handler.response_streaming))]
+        m = _AioMethod(self._run, method, shape, _behavior(handler))
+        wrapped = _rebuild(handler, m.stream if shape.response_streaming else m.unary)
+        self._cache[method] = (handler, wrapped)
         return wrapped

@@ -43,7 +43,7 @@ import threading
 import time
 import weakref
 from array import array
-from collections.abc import Iterable, Mapping, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
@@ -70,6 +70,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
+from ._bounded import BoundedCache
 from ._lean_spans import LeanTracer, new_span_context
 from ._policy import ClientCall, ClientPolicy, ServerCall, ServerPolicy
 
@@ -386,7 +387,16 @@ def _parse_peer(peer: str) -> tuple[str, int | None]:
 class _MethodInfo:
     """Everything about one method that does not change per call, computed once and cached."""
 
-    __slots__ = ("active", "by_code", "metric_attrs", "span_attrs", "span_name", "traced")
+    __slots__ = (
+        "active",
+        "by_code",
+        "evicted",
+        "method",
+        "metric_attrs",
+        "span_attrs",
+        "span_name",
+        "traced",
+    )
 
     def __init__(
         self,
@@ -394,6 +404,7 @@ class _MethodInfo:
         spec: TracingSpec,
         side_attrs: Mapping[str, AttributeValue],
     ) -> None:
+        self.method = full_method
         self.traced = full_method not in spec.exclude_methods
         service, method = _split_method(full_method)
         self.span_name = spec.span_name.format(
@@ -418,8 +429,10 @@ class _MethodInfo:
         # Metric attribute sets per final code, built on first use: recording then hashes a
         # dict we already have instead of building one per call.
         self.by_code: dict[grpc.StatusCode, Mapping[str, AttributeValue]] = {}
-        # Calls of this method in flight (guarded by the owning side's lock).
+        # Calls of this method in flight (guarded by the owning side's lock), and whether the
+        # record has left its side's cache (then calls count in the side's ``orphans`` instead).
         self.active = 0
+        self.evicted = False
 
     def code_attrs(self, code: grpc.StatusCode) -> Mapping[str, AttributeValue]:
         attrs = self.by_code.get(code)
@@ -433,6 +446,11 @@ class _MethodInfo:
 #: are kept as C doubles (2 MiB at most per side): 262,144 calls cover a 60 s export interval
 #: (the SDK's default) at over 4,000 calls per second.
 _BUFFER_MAX: Final = 262144
+
+#: Attribute sets (a method and a final code) with buffered durations per side, as a multiple of
+#: ``BoundedCache.default_capacity``: each set costs far more than a double, and any path a
+#: caller sends makes new ones. A duration with a set beyond it is recorded inline.
+_PENDING_SETS_PER_METHOD: Final = 4
 
 
 class _Collector:
@@ -472,14 +490,20 @@ class _Collector:
         for side in dirty:
             side.flush()
         for side in list(self.sides):
-            # list() of a dict view runs in C without releasing the GIL: safe while calls add
-            # methods.
-            for info in list(side.methods.values()):
-                if not info.traced:
-                    continue
-                key = frozenset(info.metric_attrs.items())
+            # Under the side's lock, no count moves between a record and ``orphans`` (eviction
+            # moves them under it too). list() of a dict view runs in C without releasing the
+            # GIL: safe while calls add methods.
+            with side.lock:
+                counts = [
+                    (info.metric_attrs, info.active)
+                    for info in list(side.methods.values())
+                    if info.traced
+                ]
+                counts.extend((o.attrs, o.count) for o in side.orphans.values())
+            for attrs, active in counts:
+                key = frozenset(attrs.items())
                 seen = totals.get(key)
-                totals[key] = (info.metric_attrs, info.active + (seen[1] if seen else 0))
+                totals[key] = (attrs, active + (seen[1] if seen else 0))
         return [Observation(count, attrs) for attrs, count in totals.values()]
 
 
@@ -500,6 +524,44 @@ def _collector(provider: metrics.MeterProvider, side: str) -> _Collector:
         return found
 
 
+class _Orphaned:
+    """In-flight calls of one method that began on a method record evicted since (their finish
+    may use a newer record of the same method). The side's lock guards ``count``."""
+
+    __slots__ = ("attrs", "count")
+
+    def __init__(self, attrs: Mapping[str, AttributeValue]) -> None:
+        self.attrs = attrs
+        self.count = 0
+
+
+def _orphan(orphans: dict[str, _Orphaned], info: _MethodInfo, delta: int) -> None:
+    """Count ``delta`` calls of an evicted record's method (side lock held); an entry goes when
+    its count is back to zero, so ``orphans`` only holds methods with calls unaccounted for."""
+    entry = orphans.get(info.method)
+    if entry is None:
+        entry = orphans[info.method] = _Orphaned(info.metric_attrs)
+    entry.count += delta
+    if not entry.count:
+        del orphans[info.method]
+
+
+def _retirer(
+    lock: threading.Lock, orphans: dict[str, _Orphaned]
+) -> Callable[[str, _MethodInfo], None]:
+    """The side's ``on_evict``: moves an evicted record's in-flight count to ``orphans``. A
+    closure over the lock and dict only, not the side: no reference cycle keeps a side alive."""
+
+    def retire(method: str, info: _MethodInfo) -> None:
+        with lock:
+            info.evicted = True
+            if info.active:
+                _orphan(orphans, info, info.active)
+                info.active = 0
+
+    return retire
+
+
 class _Side:
     """One side (client or server) of a ``Tracing``: its method records and metric bookkeeping.
 
@@ -510,17 +572,36 @@ class _Side:
     every SDK collection, so the buffered values land in that collection). Once ``_BUFFER_MAX``
     are pending (a provider that never collects, like the API's no-op one, or a long export
     interval under heavy traffic), each call records its own duration inline, as it would
-    without the buffer: the buffer stays bounded and no single call pays for a backlog.
+    without the buffer: the buffer stays bounded and no single call pays for a backlog. So do
+    durations of an attribute set beyond ``pending_sets`` distinct ones (new method paths).
+
+    Method records live in a :class:`~interceptors._bounded.BoundedCache` (any path a caller
+    sends gets one). A call may start on a record that is evicted before it finishes, and finish
+    on a newer one: the in-flight count stays exact because an evicted record's count, and every
+    later change a call makes through it, goes to ``orphans`` (per method), which the collector
+    adds in. So the total per method is always the live record's count plus its orphans.
     """
 
-    __slots__ = ("__weakref__", "collector", "count", "lock", "marked", "methods", "pending")
+    __slots__ = (
+        "__weakref__",
+        "cache",
+        "collector",
+        "count",
+        "lock",
+        "marked",
+        "methods",
+        "orphans",
+        "pending",
+        "pending_sets",
+    )
 
     def __init__(self, provider: metrics.MeterProvider | None, side: str) -> None:
-        self.methods: dict[str, _MethodInfo] = {}
         self.lock = threading.Lock()
-        # Buffered durations per attribute set, keyed by the set's id: the sets live as long as
-        # their method record (``_MethodInfo.by_code``), so an id is never reused meanwhile.
+        self.orphans: dict[str, _Orphaned] = {}
+        # Buffered durations per attribute set, keyed by the set's id: each entry holds its set,
+        # so the id cannot be reused while the entry lives.
         self.pending: dict[int, tuple[Mapping[str, AttributeValue], array[float]]] = {}
+        self.pending_sets = _PENDING_SETS_PER_METHOD * BoundedCache.default_capacity
         self.count = 0  # durations in ``pending``
         self.collector: _Collector | None = None
         # True while this side is in its collector's ``dirty`` set (guarded by ``lock``).
@@ -528,6 +609,11 @@ class _Side:
         if provider is not None:
             self.collector = _collector(provider, side)
             self.collector.sides.add(self)
+        # Counts only matter with a collector; without one nothing needs to know of evictions.
+        retire = _retirer(self.lock, self.orphans) if self.collector is not None else None
+        self.cache: BoundedCache[str, _MethodInfo] = BoundedCache(on_evict=retire)
+        # Hits read the plain dict; inserts go through ``cache``.
+        self.methods = self.cache.data
 
     def flush(self) -> None:
         """Hand the buffered durations to the histogram."""
@@ -545,7 +631,10 @@ class _Side:
     def begin(self, info: _MethodInfo) -> None:
         if self.collector is not None:
             with self.lock:
-                info.active += 1
+                if info.evicted:
+                    _orphan(self.orphans, info, 1)
+                else:
+                    info.active += 1
 
     def end(self, info: _MethodInfo, code: grpc.StatusCode, started: float) -> None:
         collector = self.collector
@@ -554,19 +643,22 @@ class _Side:
         value = (time.monotonic() - started) * 1000.0
         attrs = info.code_attrs(code)
         with self.lock:
-            info.active -= 1
+            if info.evicted:
+                _orphan(self.orphans, info, -1)
+            else:
+                info.active -= 1
             if self.count < _BUFFER_MAX:
-                self.count += 1
-                if not self.marked:
-                    self.marked = True
-                    with collector.lock:
-                        collector.dirty.add(self)
                 slot = self.pending.get(id(attrs))
-                if slot is None:
-                    self.pending[id(attrs)] = (attrs, array("d", (value,)))
-                else:
+                if slot is None and len(self.pending) < self.pending_sets:
+                    slot = self.pending[id(attrs)] = (attrs, array("d"))
+                if slot is not None:
                     slot[1].append(value)
-                return
+                    self.count += 1
+                    if not self.marked:
+                        self.marked = True
+                        with collector.lock:
+                            collector.dirty.add(self)
+                    return
         collector.duration.record(value, attrs)
 
 
@@ -668,14 +760,11 @@ class Tracing(ClientPolicy, ServerPolicy):
                 side["server.address"] = address
             if port is not None:
                 side["server.port"] = port
-        # setdefault is atomic: threads racing on a method's first call share one record, so the
-        # in-flight count a call adds at start is the one it takes back at finish.
-        return self._client.methods.setdefault(
-            full_method, _MethodInfo(full_method, self.spec, side)
-        )
+        # setdefault is atomic: threads racing on a method's first call share one record.
+        return self._client.cache.setdefault(full_method, _MethodInfo(full_method, self.spec, side))
 
     def _server_info(self, full_method: str) -> _MethodInfo:
-        return self._server.methods.setdefault(full_method, _MethodInfo(full_method, self.spec, {}))
+        return self._server.cache.setdefault(full_method, _MethodInfo(full_method, self.spec, {}))
 
     # -- client ------------------------------------------------------------------------------------
 
@@ -721,7 +810,8 @@ class Tracing(ClientPolicy, ServerPolicy):
         span: Span | None = call.span
         if span is None:
             return
-        info = self._client.methods[call.method]
+        # The record may have been evicted since the start (a newer one then counts the finish).
+        info = self._client.methods.get(call.method) or self._client_info(call.method)
         code = call.code or grpc.StatusCode.UNKNOWN
         if span.is_recording():
             if code is not grpc.StatusCode.OK:
@@ -765,7 +855,7 @@ class Tracing(ClientPolicy, ServerPolicy):
         span: Span | None = call.span
         if span is None:
             return
-        info = self._server.methods[call.method]
+        info = self._server.methods.get(call.method) or self._server_info(call.method)
         code = call.code or grpc.StatusCode.UNKNOWN
         if span.is_recording():
             if code is not grpc.StatusCode.OK:

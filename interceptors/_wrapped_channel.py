@@ -2,25 +2,26 @@
 
 ``Chain.wrap`` and ``Chain.wrap_aio`` return channels whose ``unary_unary`` ... ``stream_stream``
 build, once per (method, serializer, deserializer), a multicallable that runs the chain around the
-wrapped channel's own. The rule lives here; each shell names its four multicallable classes and
-adds only its I/O surface (close, connectivity, context managers).
+wrapped channel's own, kept in a :class:`~interceptors._bounded.BoundedCache` (a caller that builds
+paths dynamically must not grow memory without bound). The rule lives here; each shell names its
+four multicallable classes and adds only its I/O surface (close, connectivity, context managers).
 """
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._bounded import BoundedCache
 from ._policy import CallShape
 
 if TYPE_CHECKING:
     from ._chain import Chain
 
-__all__ = ["CACHE_LIMIT", "WrappedChannelBase"]
+__all__ = ["KEYS_PER_METHOD", "WrappedChannelBase"]
 
-CACHE_LIMIT = 4096
-"""Cached multicallables per wrapped channel; past it the cache starts afresh (a caller that
-builds paths dynamically must not grow memory without bound)."""
+KEYS_PER_METHOD = 4
+"""A key is a method with its shape and (de)serializers, so a wrapped channel caches up to this
+many times ``BoundedCache.default_capacity`` multicallables (4096 by default)."""
 
 
 class WrappedChannelBase:
@@ -35,9 +36,11 @@ class WrappedChannelBase:
     def __init__(self, channel: Any, chain: Chain) -> None:
         self._channel = channel
         self._chain = chain
-        self._cache: dict[tuple[Any, ...], Any] = {}
-        # Taken only on a miss; hits read the dict without it.
-        self._lock = threading.Lock()
+        self._bounded: BoundedCache[tuple[Any, ...], Any] = BoundedCache(
+            KEYS_PER_METHOD * BoundedCache.default_capacity
+        )
+        # Hits read the plain dict (no lock, no Python frame); misses insert through _store.
+        self._cache = self._bounded.data
 
     @property
     def chain(self) -> Chain:
@@ -46,10 +49,7 @@ class WrappedChannelBase:
 
     def _store(self, key: tuple[Any, ...], made: Any) -> Any:
         """Cache ``made`` under ``key`` (after a miss) and return it."""
-        with self._lock:
-            if len(self._cache) >= CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[key] = made
+        self._bounded[key] = made
         return made
 
     def _get(
