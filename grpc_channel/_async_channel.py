@@ -19,13 +19,14 @@ Cancellation: cancelling the task that awaits ``invoke_method`` cancels the RPC 
 call cancelled), releases the concurrency slot, and raises ``asyncio.CancelledError`` in that task
 as asyncio expects; it is not turned into a response. A task waiting for a slot stops waiting.
 Closing the channel ends the calls in flight (and those waiting for a slot) with a CANCELLED
-response, as in the sync channel.
+response, as in the sync channel; after or during :meth:`AsyncChannel.close` nothing raises
+``grpc.aio.UsageError`` (``invoke`` raises a CANCELLED ``grpc.RpcError``, ``health_probe``
+answers False, ``wait_until_ready`` raises :class:`AppNotReadyError` at once).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Generator
 from time import monotonic
 from types import TracebackType
@@ -50,7 +51,8 @@ from grpc_channel.options import (
     wait_for_ready,
     with_insecure,
 )
-from grpc_channel.v1 import appcallback_pb2, common_pb2
+from grpc_channel.v1 import common_pb2
+from interceptors import BoundedCache
 from interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
 from interceptors._concurrency import ConcurrencyLimit
 from interceptors._response_metadata import read_response_metadata
@@ -60,8 +62,6 @@ __all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
 
 _InvokeResponse = common_pb2.InvokeResponse
 _OK = grpc.StatusCode.OK
-_HealthResponse = appcallback_pb2.HealthCheckResponse
-_READY_POLL = 0.05
 
 
 class AsyncChannel:
@@ -77,6 +77,7 @@ class AsyncChannel:
         "_fast",
         "_grpc",
         "_health_engine",
+        "_health_route",
         "_invoke_mc",
         "_invoke_route",
         "_limit",
@@ -95,10 +96,17 @@ class AsyncChannel:
         self._raise = raise_errors
         self._plan = plan
         self._engine = AsyncEngine(grpc_channel, plan)
-        self._raw_routes: dict[str, Route] = {}
+        # Bounded: a proxy's callers choose the paths (hits read the plain dict, .data).
+        self._raw_routes: BoundedCache[str, Route] = BoundedCache()
         self._limit, health = core.aio_health_channel(grpc_channel)
         self._health_engine = (
             AsyncEngine(health, plan) if health is not grpc_channel else self._engine
+        )
+        # HealthCheck speaks protobuf too, whatever codec is dialled.
+        self._health_route = core.health_route(
+            health.unary_unary(
+                core.HEALTH_CHECK_PATH, core.serialize_empty, core.parse_health_response
+            )
         )
         # OnInvoke always speaks protobuf (the AppCallback contract), whatever codec is dialled;
         # calls without call options skip the engine's per-call record when the dial-level plan
@@ -128,7 +136,7 @@ class AsyncChannel:
         own, rest = core.split_dial_options(dial_options)
         settings = fold_dial_options(*rest)
         grpc_channel = await open_aio_channel(target, settings)
-        return cls(target, grpc_channel, CallPlan.from_settings(settings, target), own.raise_errors)
+        return cls(target, grpc_channel, core.call_plan(settings, target), own.raise_errors)
 
     @classmethod
     def local(cls, port: int, *dial_options: DialOption) -> _Dialing:
@@ -149,14 +157,15 @@ class AsyncChannel:
         self, request: InvokeMethodRequest, *call_options: CallOption
     ) -> InvokeMethodResponse:
         """Call the app's ``OnInvoke``; see :meth:`grpc_channel.channel.Channel.invoke_method` for
-        the response, the errors and ``with_raise_errors``. Cancelling the awaiting task cancels
-        the RPC and raises ``asyncio.CancelledError``."""
+        the response, the errors, the token rule, local refusals (their call options run) and
+        ``with_raise_errors``. Cancelling the awaiting task cancels the RPC and raises
+        ``asyncio.CancelledError``."""
         core.check_request(request)
         if self._closed:
-            return self._failure(core.closed_error())
+            return core.refused(self._plan, call_options, core.closed_error(), self._raise)
         refusal = core.version_error(request)
         if refusal is not None:
-            return self._failure(refusal)
+            return core.refused(self._plan, call_options, refusal, self._raise)
         try:
             # The fast path: no call options, or just timeout(s) (see core.timeout_only).
             if self._fast and (not call_options or core.timeout_only(call_options)):
@@ -185,22 +194,19 @@ class AsyncChannel:
             reply = await self._engine.call_unary(
                 self._invoke_route,
                 request.to_invoke_request(),
-                (*call_options, header(headers), trailer(trailers)),
+                (*call_options, header(headers), trailer(trailers), core.TOKEN_GUARD),
                 metadata=core.outgoing_metadata(request),
             )
         except grpc.RpcError as error:
             return self._failure(error)
-        except (ValueError, grpc.aio.UsageError):
-            if self._closed:
-                # grpcio refuses calls on a closed channel (also calls that waited for a slot).
-                return self._failure(core.closed_error())
-            raise
-        except asyncio.CancelledError:
-            # grpc.aio ends the calls of a closed channel with CancelledError; that is the channel's
-            # doing, not a cancellation of this task, so it becomes CANCELLED like in sync.
-            if self._closed and not _cancelling():
-                return self._failure(core.closed_error())
-            raise
+        except (ValueError, grpc.aio.UsageError, asyncio.CancelledError) as exc:
+            # grpc.aio refuses calls on a closed channel (also calls that waited for a slot) and
+            # ends those in flight with CancelledError: the channel's doing, not a cancellation of
+            # this task, so CANCELLED as in sync. (The engine did that already for its calls.)
+            closed = core.closed_failure(exc) if self._closed else None
+            if closed is None:
+                raise
+            return self._failure(closed)
         response = core.reply_response(reply, None, None)
         response.headers, response.trailers = headers, trailers
         return response
@@ -239,12 +245,15 @@ class AsyncChannel:
         return core.reply_response(reply, headers, trailers)
 
     async def health_probe(self, timeout: float | None = None) -> bool:
-        """As :meth:`grpc_channel.channel.Channel.health_probe`."""
+        """As :meth:`grpc_channel.channel.Channel.health_probe`: False also on a closed
+        channel."""
         seconds = (
             core.DEFAULT_PROBE_TIMEOUT
             if timeout is None
             else core.check_timeout("timeout", timeout, allow_zero=False)
         )
+        if self._closed:
+            return False
         try:
             await self._health(seconds, ready_wait=False)
         except grpc.RpcError:
@@ -253,31 +262,28 @@ class AsyncChannel:
 
     async def wait_until_ready(self, timeout: float) -> None:
         """As :meth:`grpc_channel.channel.Channel.wait_until_ready`: raises
-        :class:`AppNotReadyError` when the app has not answered within ``timeout`` seconds."""
-        limit = core.check_timeout("timeout", timeout)
-        deadline = time.monotonic() + limit
-        last = "no answer"
+        :class:`AppNotReadyError` when the app has not answered within ``timeout`` seconds, and
+        at once, saying so, when the channel is closed (before the call or while it waits)."""
+        wait = core.ReadyWait(self._target, timeout)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise core.not_ready_error(self._target, limit, last)
+            seconds = wait.attempt(self._closed)
             try:
-                await self._health(remaining, ready_wait=True)
+                await self._health(seconds, ready_wait=True)
                 return
             except grpc.RpcError as exc:
-                code = exc.code() if callable(getattr(exc, "code", None)) else None
-                if code is not None and core.ready_answer(code):
+                pause = wait.failed(exc, self._closed)
+                if pause is None:
                     return
-                last = core.describe(exc)
-                if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-                    continue
-            await asyncio.sleep(min(_READY_POLL, max(deadline - time.monotonic(), 0.0)))
+            if pause > 0:
+                await asyncio.sleep(pause)
 
     async def close(self) -> None:
         """Close the channel (idempotent). Calls in flight end with CANCELLED."""
         if self._closed:
             return
         self._closed = True
+        # Before grpcio closes: the engines then turn its refusals into CANCELLED.
+        self._engine.closed = self._health_engine.closed = True
         await self._grpc.close(None)
 
     @property
@@ -296,12 +302,14 @@ class AsyncChannel:
     ) -> Any:
         """As :meth:`grpc_channel.channel.Channel.invoke`: bytes in and out, or a message encoded
         with the channel's codec and decoded into ``response_type``. Failures raise
-        ``grpc.RpcError``."""
+        ``grpc.RpcError`` (CANCELLED on a closed channel)."""
         core.check_method_path(method)
         if isinstance(payload, bytes | bytearray | memoryview):
             if response_type is not None:
                 raise TypeError("invoke: response_type is for message payloads; bytes come back")
-            route = self._raw_routes.get(method)
+            if self._closed:
+                raise core.refuse(self._plan, method, call_options, core.closed_error())
+            route = self._raw_routes.data.get(method)
             if route is None:
                 route = core.raw_route(method, self._grpc.unary_unary(method, None, None))
                 self._raw_routes[method] = route
@@ -314,7 +322,11 @@ class AsyncChannel:
             )
         if response_type is None:
             raise TypeError("invoke: pass response_type= (a message class) for a message payload")
-        return await self._engine.unary_unary(method, payload, response_type, *call_options)
+        if self._closed:
+            raise core.refuse(self._plan, method, call_options, core.closed_error())
+        return await self._engine.unary_unary(
+            method, payload, response_type, *core.invoke_options(self._plan, call_options)
+        )
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -324,12 +336,12 @@ class AsyncChannel:
         return core.error_response(error)
 
     async def _health(self, seconds: float, *, ready_wait: bool) -> None:
-        options: tuple[CallOption, ...] = (timeout(seconds),)
-        if ready_wait:
-            options += (wait_for_ready(),)
-        await self._health_engine.unary_unary(
-            core.HEALTH_CHECK_PATH, core.EMPTY, _HealthResponse, *options
+        options: tuple[CallOption, ...] = (
+            (timeout(seconds), wait_for_ready(), core.TOKEN_GUARD)
+            if ready_wait
+            else (timeout(seconds), core.TOKEN_GUARD)
         )
+        await self._health_engine.call_unary(self._health_route, core.EMPTY, options)
 
     async def __aenter__(self) -> AsyncChannel:
         return self
@@ -345,14 +357,6 @@ class AsyncChannel:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"AsyncChannel({self._target!r}, {state})"
-
-
-def _cancelling() -> bool:
-    """True when the running task itself is being cancelled (Python >= 3.11 can tell; 3.10 cannot,
-    and then a CancelledError on a closed channel counts as the channel's)."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling()) if cancelling is not None else False
 
 
 class _Dialing:

@@ -15,26 +15,44 @@ What lives here:
 - the app-channel dial options (:func:`with_raise_errors`; ``APP_API_TOKEN`` as the default token)
   and the HealthCheck path, which shares the channel's connection and policies but not its
   concurrency limit (:func:`health_channel`);
-- the readiness rules of ``wait_until_ready`` and the :class:`AppChannel` protocol.
+- the wire format of the two AppCallback methods: always protobuf, whatever codec the channel is
+  dialled with (:func:`invoke_route`, :func:`health_route`);
+- the token rule: the app only ever receives the channel's own ``dapr-api-token`` (or none); one
+  from any other metadata source is dropped (:func:`call_metadata`, :data:`TOKEN_GUARD`);
+- local refusals (closed channel, unsupported API version) run the call's hooks like any failed
+  call (:func:`refuse`, :func:`refused`);
+- the readiness rules of ``wait_until_ready`` (:class:`ReadyWait`) and the :class:`AppChannel`
+  protocol.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
+from time import monotonic
 from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 
 import grpc
 from google.protobuf import empty_pb2
 
-from grpc_channel._engine import Route, Shape
+from grpc_channel._engine import (
+    CallPlan,
+    Route,
+    Shape,
+    begin,
+    closed_error,
+    closed_failure,
+    complete,
+    failed,
+)
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
 from grpc_channel.encoding import get_codec
 from grpc_channel.invoke import APIVersion, InvokeMethodRequest, InvokeMethodResponse
+from grpc_channel.invoke import check_method_path as invoke_check_method_path
 from grpc_channel.metadata import outgoing_pairs
 from grpc_channel.options import (
     AppTokenDialOption,
+    CallInfo,
     CallOption,
     DialOption,
     DialSettings,
@@ -43,47 +61,58 @@ from grpc_channel.options import (
     force_codec,
     with_app_token,
 )
-from grpc_channel.v1 import common_pb2
+from grpc_channel.v1 import appcallback_pb2, common_pb2
 from interceptors._chain import Chain, compose
 from interceptors._client_aio import WrappedAioChannel
 from interceptors._client_sync import WrappedChannel
 from interceptors._concurrency import ConcurrencyLimit
+from interceptors._deadline import check_timeout as deadline_check_timeout
 from interceptors._errors import LocalRpcError
 from interceptors._token import AppToken
 
 __all__ = [
     "DEFAULT_PROBE_TIMEOUT",
     "LOCAL_HOST",
+    "TOKEN_GUARD",
     "AppChannel",
     "AppNotReadyError",
     "AsyncAppChannel",
     "ChannelOptions",
     "DirectInvoke",
     "RaiseErrorsDialOption",
+    "ReadyWait",
     "SyncAppChannel",
     "aio_health_channel",
     "call_metadata",
+    "call_plan",
     "check_method_path",
     "check_port",
     "check_request",
     "check_timeout",
     "closed_error",
+    "closed_failure",
+    "closed_not_ready",
     "describe",
     "direct_invoke",
     "error_response",
     "fast_timeout",
     "health_channel",
+    "health_route",
+    "invoke_options",
     "invoke_route",
     "not_ready_error",
     "outgoing_metadata",
     "raw_options",
     "raw_route",
     "ready_answer",
+    "refuse",
+    "refused",
     "reply_response",
     "split_dial_options",
     "timeout_only",
     "version_error",
     "with_raise_errors",
+    "without_token",
 ]
 
 LOCAL_HOST: Final = "127.0.0.1"
@@ -105,7 +134,22 @@ ON_INVOKE_PATH: Final = ON_INVOKE
 HEALTH_CHECK_PATH: Final = HEALTH_CHECK
 serialize_invoke_request = common_pb2.InvokeRequest.SerializeToString
 parse_invoke_response = common_pb2.InvokeResponse.FromString
+serialize_empty = empty_pb2.Empty.SerializeToString
+parse_health_response = appcallback_pb2.HealthCheckResponse.FromString
 EMPTY: Final = empty_pb2.Empty()
+_PROTO: Final = get_codec("proto")
+
+# Why a codec call option cannot apply to the AppCallback methods (engine Route.pinned).
+_INVOKE_PINNED: Final = (
+    "not supported by invoke_method: OnInvoke always speaks protobuf (the AppCallback contract), "
+    "whatever codec is chosen; call_content_subtype and force_codec apply to the generic "
+    "invoke(method, message, response_type=...) with message payloads"
+)
+_HEALTH_PINNED: Final = (
+    "not supported: HealthCheck always speaks protobuf (the AppCallback contract)"
+)
+
+_READY_POLL: Final = 0.05  # seconds between HealthCheck attempts that got an answer other than "up"
 
 # A server that answers HealthCheck at all is up: OK, or UNIMPLEMENTED from an app that serves no
 # health service (Dapr only waits for the app's port in that case).
@@ -194,18 +238,9 @@ def check_request(request: object) -> InvokeMethodRequest:
 
 
 def check_method_path(method: object) -> str:
-    """A full method path ``"/pkg.Service/Method"``, else ``ValueError`` naming it."""
-    if (
-        not isinstance(method, str)
-        or not method.startswith("/")
-        or method.count("/") != 2
-        or method.endswith("/")
-        or "//" in method
-    ):
-        raise ValueError(
-            f"method must be a full method path like '/pkg.Service/Method', got {method!r}"
-        )
-    return method
+    """A full method path ``"/pkg.Service/Method"``, else ``ValueError`` naming it (the rule
+    lives in :func:`grpc_channel.invoke.check_method_path`)."""
+    return invoke_check_method_path(method)
 
 
 class AppNotReadyError(TimeoutError):
@@ -226,8 +261,9 @@ def version_error(request: InvokeMethodRequest) -> LocalRpcError | None:
 
 def invoke_route(multicallable: Any) -> Route:
     """The engine route of ``OnInvoke`` over ``multicallable`` (one that serialises protobuf
-    itself): the codec stays protobuf whatever the channel's codec, as the AppCallback contract
-    requires."""
+    itself): the codec stays protobuf whatever the channel's codec (``with_codec``, a default
+    ``force_codec``), as the AppCallback contract requires; a call option choosing another codec
+    is refused with an ``OptionError`` that says so."""
     return Route(
         ON_INVOKE,
         Shape.UNARY_UNARY,
@@ -235,7 +271,24 @@ def invoke_route(multicallable: Any) -> Route:
         raw=False,
         serializer=serialize_invoke_request,
         deserializer=None,
-        codec=get_codec("proto"),
+        codec=_PROTO,
+        pinned=_INVOKE_PINNED,
+    )
+
+
+def health_route(multicallable: Any) -> Route:
+    """The engine route of ``HealthCheck`` over ``multicallable`` (built with
+    :data:`serialize_empty` / :data:`parse_health_response`): protobuf whatever the channel's
+    codec, like ``OnInvoke``."""
+    return Route(
+        HEALTH_CHECK,
+        Shape.UNARY_UNARY,
+        multicallable,
+        raw=False,
+        serializer=serialize_empty,
+        deserializer=None,
+        codec=_PROTO,
+        pinned=_HEALTH_PINNED,
     )
 
 
@@ -252,13 +305,66 @@ def raw_route(method: str, multicallable: Any) -> Route:
     )
 
 
+class _DropForeignToken(CallOption):
+    """:data:`TOKEN_GUARD`."""
+
+    __slots__ = ()
+
+    def before(self, info: CallInfo) -> None:
+        md = info.metadata
+        for key, _ in md:
+            if key == TOKEN_HEADER:
+                info.metadata = tuple(pair for pair in md if pair[0] != TOKEN_HEADER)
+                return
+
+    def __repr__(self) -> str:
+        return "TOKEN_GUARD"
+
+
+TOKEN_GUARD: Final[CallOption] = _DropForeignToken()
+"""The last call option of every app-channel call that goes through the engine: it drops each
+``dapr-api-token`` the call's metadata gathered (context, default and per-call metadata), so that
+the only one the app receives is the channel's own, which the ``AppToken`` policy adds after it.
+(Per-RPC credentials are added after it too: they are the caller's explicit credentials.)"""
+
 _RAW_CODEC: Final = force_codec(get_codec("raw"))
 
 
 def raw_options(call_options: tuple[CallOption, ...]) -> tuple[CallOption, ...]:
     """Call options for a bytes call: the engine encodes with the channel's codec unless a call
-    option chose another, so the raw codec is put first (a later ``force_codec`` still wins)."""
-    return (_RAW_CODEC, *call_options)
+    option chose another, so the raw codec is put first (a later ``force_codec`` still wins);
+    :data:`TOKEN_GUARD` last."""
+    return (_RAW_CODEC, *call_options, TOKEN_GUARD)
+
+
+def invoke_options(plan: CallPlan, call_options: tuple[CallOption, ...]) -> tuple[CallOption, ...]:
+    """Call options for a message call of the generic ``invoke``: ``call_options`` and
+    :data:`TOKEN_GUARD`, except for a call the engine runs without a per-call record (no call
+    options, a plain plan, no context metadata), which sends only the default metadata
+    :func:`call_plan` has already cleared of tokens."""
+    if call_options or not plan.plain or outgoing_pairs():
+        return (*call_options, TOKEN_GUARD)
+    return call_options
+
+
+def without_token(
+    pairs: tuple[tuple[str, str | bytes], ...],
+) -> tuple[tuple[str, str | bytes], ...]:
+    """``pairs`` without any ``dapr-api-token`` (the same tuple when it has none)."""
+    for key, _ in pairs:
+        if key == TOKEN_HEADER:
+            return tuple(pair for pair in pairs if pair[0] != TOKEN_HEADER)
+    return pairs
+
+
+def call_plan(settings: DialSettings, target: str) -> CallPlan:
+    """The engine plan of an app channel: its default metadata carries no ``dapr-api-token``
+    (the channel's own token is the only one the app receives)."""
+    plan = CallPlan.from_settings(settings, target)
+    template = plan.template
+    if template.metadata:
+        template.metadata = without_token(template.metadata)
+    return plan
 
 
 def _identity(data: Any) -> Any:
@@ -370,10 +476,43 @@ def _split_limit(channel: object) -> tuple[ConcurrencyLimit | None, Chain | None
     return limit, compose(*others) if others else None
 
 
-def closed_error() -> LocalRpcError:
-    """What a call on a closed channel gets (grpc-go: CANCELLED, "the client connection is
-    closing"); grpcio raises a plain ``ValueError`` there, which the shells turn into this."""
-    return LocalRpcError(grpc.StatusCode.CANCELLED, "the channel is closed")
+def refuse(
+    plan: CallPlan, method: str, call_options: Sequence[CallOption], error: LocalRpcError
+) -> LocalRpcError:
+    """Finish the call options of a call refused before it was sent (closed channel, unsupported
+    API version) as the engine finishes any failed call: the ``before`` hooks run (one that
+    refuses the call raises, ``on_finish`` having seen its error, as on an open channel), then
+    every ``after`` hook with no headers or trailers (``header(md)`` and ``trailer(md)`` are
+    emptied, like the refusal's response), then each ``on_finish`` callback exactly once with
+    ``error``. Returns ``error``, with a hook's exception as its ``__context__``."""
+    if not call_options and plan.plain:
+        return error  # no hooks anywhere
+    info, afters = begin(plan, method, call_options)
+    failed(info, error)
+    hook_error = complete(info, afters)
+    if hook_error is not None and error.__context__ is None:
+        error.__context__ = hook_error
+    return error
+
+
+def refused(
+    plan: CallPlan,
+    call_options: tuple[CallOption, ...],
+    error: LocalRpcError,
+    raise_errors: bool,
+) -> InvokeMethodResponse:
+    """``invoke_method``'s answer to a local refusal: the hooks run (:func:`refuse`), then the
+    error is raised (``with_raise_errors()``) or returned as a response. When a ``before`` hook
+    refuses the call with a ``grpc.RpcError`` first, that is the answer (``on_finish`` saw it),
+    as on an open channel."""
+    answer: grpc.RpcError = error
+    try:
+        refuse(plan, ON_INVOKE, call_options, error)
+    except grpc.RpcError as before_error:
+        answer = before_error
+    if raise_errors:
+        raise answer
+    return error_response(answer)
 
 
 def outgoing_metadata(request: InvokeMethodRequest) -> tuple[tuple[str, str | bytes], ...]:
@@ -412,8 +551,15 @@ def call_metadata(
     """The metadata of a call made without call options, in the call engine's order: the context's
     outgoing metadata (:func:`grpc_channel.metadata.outgoing_metadata`), the dial-level default
     metadata (``with_default_call_options(metadata(...))``), then the request's converted internal
-    metadata."""
+    metadata. None of them brings a ``dapr-api-token``: the context's is dropped here (a service
+    that copies its incoming metadata to the outgoing context must not forward its caller's
+    token), the defaults' by :func:`call_plan` and the request's by :func:`outgoing_metadata`."""
     md = outgoing_pairs()
+    if md:
+        for key, _ in md:  # inline: this runs per call when the context sets metadata
+            if key == TOKEN_HEADER:
+                md = tuple(pair for pair in md if pair[0] != TOKEN_HEADER)
+                break
     if defaults:
         md = md + defaults if md else defaults
     own = outgoing_metadata(request)
@@ -448,18 +594,10 @@ def error_response(error: grpc.RpcError) -> InvokeMethodResponse:
 
 
 def check_timeout(name: str, value: object, *, allow_zero: bool = True) -> float:
-    """A finite number of seconds, ``>= 0`` (or ``> 0`` without ``allow_zero``), else
-    ``ValueError`` naming ``name``."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-        or (value == 0 and not allow_zero)
-    ):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(value)
+    """A finite number of seconds, ``>= 0`` (or ``> 0`` without ``allow_zero``), at most
+    ``MAX_TIMEOUT`` (1e9 s), else ``ValueError`` naming ``name``: the one timeout rule,
+    :func:`interceptors._deadline.check_timeout`."""
+    return deadline_check_timeout(name, value, allow_zero=allow_zero)
 
 
 def ready_answer(code: grpc.StatusCode) -> bool:
@@ -472,6 +610,64 @@ def not_ready_error(target: str, timeout: float, last: str) -> AppNotReadyError:
     return AppNotReadyError(
         f"app at {target} did not answer HealthCheck within {timeout:g} s (last outcome: {last})"
     )
+
+
+def closed_not_ready(target: str) -> AppNotReadyError:
+    """``wait_until_ready`` on a closed channel: the app can never become ready through it. The
+    CANCELLED :func:`closed_error` (a ``grpc.RpcError``) is its ``__cause__``."""
+    error = AppNotReadyError(
+        f"the channel to {target} is closed: the app cannot become ready through it"
+    )
+    error.__cause__ = closed_error()
+    return error
+
+
+class ReadyWait:
+    """The decisions of one ``wait_until_ready(timeout)``; the shells probe and sleep::
+
+    wait = ReadyWait(target, timeout)
+    while True:
+        seconds = wait.attempt(closed)  # raises AppNotReadyError when it is over
+        try:
+            probe(seconds)
+            return
+        except grpc.RpcError as exc:
+            pause = wait.failed(exc, closed)  # None: the app is up
+        ...sleep(pause)
+    """
+
+    __slots__ = ("deadline", "last", "limit", "target")
+
+    def __init__(self, target: str, timeout: object) -> None:
+        self.target = target
+        self.limit = check_timeout("timeout", timeout)
+        self.deadline = monotonic() + self.limit
+        self.last = "no answer"
+
+    def attempt(self, closed: bool) -> float:
+        """Seconds the next HealthCheck attempt may take. Raises :class:`AppNotReadyError` when
+        the time is up or the channel is closed (at once: waiting cannot help then)."""
+        if closed:
+            raise closed_not_ready(self.target)
+        remaining = self.deadline - monotonic()
+        if remaining <= 0:
+            raise not_ready_error(self.target, self.limit, self.last)
+        return remaining
+
+    def failed(self, error: grpc.RpcError, closed: bool) -> float | None:
+        """After a failed attempt: None when its answer shows the app is up (UNIMPLEMENTED: no
+        health service), else the seconds to pause before the next one (none after a deadline:
+        that attempt waited already). Raises :class:`AppNotReadyError` when the channel was
+        closed meanwhile."""
+        code = error.code() if callable(getattr(error, "code", None)) else None
+        if code is not None and ready_answer(code):
+            return None
+        if closed:
+            raise closed_not_ready(self.target)
+        self.last = describe(error)
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return 0.0
+        return min(_READY_POLL, max(self.deadline - monotonic(), 0.0))
 
 
 def describe(error: grpc.RpcError) -> str:

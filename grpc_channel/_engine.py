@@ -37,10 +37,13 @@ from grpc_channel.metadata import Metadata, MetadataError, outgoing_pairs
 from grpc_channel.options import (
     CallInfo,
     CallOption,
+    ContentSubtypeCallOption,
     DialSettings,
+    ForceCodecCallOption,
     OptionError,
     PerRPCCredentials,
 )
+from interceptors import BoundedCache
 from interceptors._errors import LocalRpcError
 from interceptors._policy import ClientCall, ClientPolicy
 from interceptors._response_metadata import ended_call_metadata, read_response_metadata
@@ -55,12 +58,15 @@ __all__ = [
     "SyncEngine",
     "SyncResponseStream",
     "begin",
+    "closed_error",
+    "closed_failure",
     "complete",
     "decode",
     "encode",
     "failed",
     "outcome",
     "succeeded",
+    "task_cancelling",
 ]
 
 MetadataPairs = tuple[tuple[str, str | bytes], ...]
@@ -202,6 +208,11 @@ class Route:
     sizes. Non-raw routes call a multicallable that (de)serialises itself (a stub wrapped from an
     instance): sizes are measured with ``serializer`` on the way out and ``ByteSize()`` on the way
     in, and the codec cannot be changed per call.
+
+    ``pinned`` (a sentence, or None) marks a method whose wire format is fixed by its contract
+    (the app channel's AppCallback methods): the channel's codec choices (``with_codec``, a
+    ``force_codec`` among the default call options) do not apply to it, and a call option that
+    chooses another codec is refused with an ``OptionError`` naming the option, then ``pinned``.
     """
 
     __slots__ = (
@@ -209,6 +220,7 @@ class Route:
         "deserializer",
         "mc",
         "method",
+        "pinned",
         "raw",
         "response_type",
         "serializer",
@@ -226,9 +238,11 @@ class Route:
         deserializer: Callable[[bytes], Any] | None,
         codec: Codec,
         response_type: Any = None,
+        pinned: str | None = None,
     ) -> None:
         self.method = method
         self.codec = codec
+        self.pinned = pinned
         self.shape = shape
         self.mc = mc
         self.raw = raw
@@ -281,12 +295,15 @@ def begin(
     wait_for_ready: bool | None = None,
     compression: grpc.Compression | None = None,
     codec: Codec | None = None,
+    pinned: str | None = None,
 ) -> tuple[CallInfo, list[CallOption]]:
     """Fold everything for one call and run the ``before`` hooks.
 
     ``codec`` is the route's codec: it replaces the channel's codec as the call's default (a
     ``force_codec`` among the dial-level default call options or the call's own still wins).
-    Without it the call starts from the channel's codec.
+    Without it the call starts from the channel's codec. With ``pinned`` (see :class:`Route`)
+    ``codec`` is the only codec: the dial-level choices do not apply and a call option choosing
+    another refuses the call.
 
     Returns the CallInfo and the options whose ``after`` must run. On refusal (a ``before`` raised,
     an argument is not a CallOption, credentials do not fit the channel) the ``on_finish``
@@ -315,6 +332,8 @@ def begin(
             opt.before(info)
             if type(opt).has_after:
                 afters.append(opt)
+        if pinned is not None and codec is not None:
+            info.codec = codec  # the channel's codec choices are not this method's
         for opt in options:
             if not isinstance(opt, CallOption):
                 raise OptionError(
@@ -324,11 +343,23 @@ def begin(
             opt.before(info)
             if type(opt).has_after:
                 afters.append(opt)
+        if pinned is not None and info.codec is not codec:
+            raise OptionError(f"{_codec_chooser(options, info.codec)}: {pinned}")
         _check_credentials(info)
     except BaseException as exc:
         _refused(info, exc)
         raise
     return info, afters
+
+
+def _codec_chooser(options: Sequence[CallOption], codec: Codec) -> str:
+    """How to name the call option that chose ``codec``, for an error message."""
+    for opt in reversed(options):
+        if isinstance(opt, ContentSubtypeCallOption) and opt.codec is codec:
+            return f"call_content_subtype({opt.content_subtype!r})"
+        if isinstance(opt, ForceCodecCallOption) and opt.codec is codec:
+            return f"force_codec(<codec {codec.name!r}>)"
+    return f"a call option choosing the {codec.name!r} codec"
 
 
 def _check_credentials(info: CallInfo) -> None:
@@ -529,6 +560,42 @@ def completed_info(info: CallInfo, afters: Sequence[CallOption]) -> CallInfo:
 
 
 # ------------------------------------------------------------------------------------------
+# Calls on a closed channel.
+
+
+def closed_error() -> LocalRpcError:
+    """What a call on a closed channel gets (grpc-go: CANCELLED, "the client connection is
+    closing")."""
+    return LocalRpcError(grpc.StatusCode.CANCELLED, "the channel is closed")
+
+
+def task_cancelling() -> bool:
+    """True when the running asyncio task itself is being cancelled (Python >= 3.11 can tell;
+    3.10 cannot, and outside a task there is nothing to cancel)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
+
+
+def closed_failure(exc: BaseException) -> LocalRpcError | None:
+    """:func:`closed_error` when ``exc`` is how grpcio refuses or ends a call because its channel
+    was closed, else None. Only meaningful once the channel is known to be closed: grpcio says so
+    with a plain ``ValueError`` (sync), ``grpc.aio.UsageError``, or a ``CancelledError`` that is not
+    the task's own cancellation (aio). Our own ``ValueError`` subclasses (``OptionError``,
+    ``MetadataError``) are the caller's mistakes and stay as they are."""
+    if (
+        type(exc) is ValueError
+        or isinstance(exc, grpc.aio.UsageError)
+        or (isinstance(exc, asyncio.CancelledError) and not task_cancelling())
+    ):
+        return closed_error()
+    return None
+
+
+# ------------------------------------------------------------------------------------------
 # The fast path: a unary call with no hooks and no per-call options builds no CallInfo.
 
 
@@ -649,18 +716,21 @@ class SyncEngine:
     the codec path used by the Channel; ``call_*`` run a :class:`Route` (used by ``wrap``).
     """
 
-    __slots__ = ("_codec", "_routes", "channel", "plan")
+    __slots__ = ("_codec", "_routes", "channel", "closed", "plan")
 
     def __init__(self, channel: grpc.Channel, plan: CallPlan | None = None) -> None:
         self.channel = channel
         self.plan = plan if plan is not None else CallPlan()
         self._codec = self.plan.codec
-        self._routes: dict[tuple[str, Shape], Route] = {}
+        # Set by the app channel's close(): grpcio's refusals then become CANCELLED.
+        self.closed = False
+        # Bounded: callers choose the paths (hits read the plain dict, .data).
+        self._routes: BoundedCache[tuple[str, Shape], Route] = BoundedCache()
 
     def route(self, method: str, shape: Shape, response_type: Any = None) -> Route:
         """The cached codec route of ``method`` (created on first use)."""
         key = (method, shape)
-        route = self._routes.get(key)
+        route = self._routes.data.get(key)
         if route is None or route.response_type is not response_type:
             route = codec_route(self.channel, method, shape, self._codec, response_type)
             self._routes[key] = route
@@ -679,7 +749,7 @@ class SyncEngine:
     ) -> Any:
         """Call ``method`` with ``request``; returns the decoded response or raises
         ``grpc.RpcError`` (remote status or local refusal)."""
-        route = self._routes.get((method, Shape.UNARY_UNARY))
+        route = self._routes.data.get((method, Shape.UNARY_UNARY))
         if route is None or route.response_type is not response_type:
             route = self.route(method, Shape.UNARY_UNARY, response_type)
         return self.call_unary(route, request, options, timeout=timeout, metadata=metadata)
@@ -698,7 +768,13 @@ class SyncEngine:
         and a hook's own exception, still raise."""
         route = self.route(method, Shape.UNARY_UNARY, response_type)
         info, afters = begin(
-            self.plan, method, options, timeout=timeout, metadata=metadata, codec=route.codec
+            self.plan,
+            method,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            codec=route.codec,
+            pinned=route.pinned,
         )
         self._run_unary(route, request, info, capture=True)
         return completed_info(info, afters)
@@ -720,13 +796,19 @@ class SyncEngine:
         if fast_path(plan, route, options, credentials, wait_for_ready, compression):
             # No hooks, no per-call options: no CallInfo.
             t, md = fast_call_args(plan, timeout, metadata)
-            if route.raw and route.serializer is not None and route.deserializer is not None:
-                received = route.mc(
-                    fast_encode(route, request), timeout=t, metadata=md, **plan.fast_kwargs
-                )
-                return fast_decode(route, received)
-            if not route.raw:
-                return route.mc(request, timeout=t, metadata=md, **plan.fast_kwargs)
+            try:
+                if route.raw and route.serializer is not None and route.deserializer is not None:
+                    received = route.mc(
+                        fast_encode(route, request), timeout=t, metadata=md, **plan.fast_kwargs
+                    )
+                    return fast_decode(route, received)
+                if not route.raw:
+                    return route.mc(request, timeout=t, metadata=md, **plan.fast_kwargs)
+            except BaseException as exc:
+                closed = closed_failure(exc) if self.closed else None
+                if closed is not None:
+                    raise closed from None
+                raise
         info, afters = begin(
             plan,
             route.method,
@@ -737,6 +819,7 @@ class SyncEngine:
             wait_for_ready=wait_for_ready,
             compression=compression,
             codec=route.codec,
+            pinned=route.pinned,
         )
         self._run_unary(route, request, info, capture=bool(afters))
         return outcome(info, complete(info, afters))
@@ -758,6 +841,10 @@ class SyncEngine:
                 succeeded(info, None, None)
             info.response = decode(route, info, received)
         except BaseException as exc:
+            closed = closed_failure(exc) if self.closed else None
+            if closed is not None:  # grpcio's refusal on a closed channel: CANCELLED
+                failed(info, closed)
+                return
             failed(info, _request_failure(requests, exc))
             if info.error is not exc and info.error is not None:
                 # The request iterator failed: keep what the server sent with our error.
@@ -788,6 +875,7 @@ class SyncEngine:
             wait_for_ready=wait_for_ready,
             compression=compression,
             codec=route.codec,
+            pinned=route.pinned,
         )
         requests: _RequestEncoder | None = None
         try:
@@ -918,18 +1006,21 @@ class SyncResponseStream:
 class AsyncEngine:
     """Runs calls on a ``grpc.aio`` channel; the same steps as :class:`SyncEngine`."""
 
-    __slots__ = ("_codec", "_routes", "channel", "plan")
+    __slots__ = ("_codec", "_routes", "channel", "closed", "plan")
 
     def __init__(self, channel: grpc.aio.Channel, plan: CallPlan | None = None) -> None:
         self.channel = channel
         self.plan = plan if plan is not None else CallPlan()
         self._codec = self.plan.codec
-        self._routes: dict[tuple[str, Shape], Route] = {}
+        # Set by the app channel's close(): grpcio's refusals then become CANCELLED.
+        self.closed = False
+        # Bounded: callers choose the paths (hits read the plain dict, .data).
+        self._routes: BoundedCache[tuple[str, Shape], Route] = BoundedCache()
 
     def route(self, method: str, shape: Shape, response_type: Any = None) -> Route:
         """The cached codec route of ``method`` (created on first use)."""
         key = (method, shape)
-        route = self._routes.get(key)
+        route = self._routes.data.get(key)
         if route is None or route.response_type is not response_type:
             route = codec_route(self.channel, method, shape, self._codec, response_type)
             self._routes[key] = route
@@ -945,7 +1036,7 @@ class AsyncEngine:
         metadata: Iterable[tuple[str, str | bytes]] | None = None,
     ) -> Any:
         """Call ``method``; returns the decoded response or raises ``grpc.RpcError``."""
-        route = self._routes.get((method, Shape.UNARY_UNARY))
+        route = self._routes.data.get((method, Shape.UNARY_UNARY))
         if route is None or route.response_type is not response_type:
             route = self.route(method, Shape.UNARY_UNARY, response_type)
         return await self.call_unary(route, request, options, timeout=timeout, metadata=metadata)
@@ -962,7 +1053,13 @@ class AsyncEngine:
         """As :meth:`SyncEngine.unary_unary_info`."""
         route = self.route(method, Shape.UNARY_UNARY, response_type)
         info, afters = begin(
-            self.plan, method, options, timeout=timeout, metadata=metadata, codec=route.codec
+            self.plan,
+            method,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            codec=route.codec,
+            pinned=route.pinned,
         )
         await self._run_unary(route, request, info)
         return completed_info(info, afters)
@@ -983,12 +1080,18 @@ class AsyncEngine:
         plan = self.plan
         if fast_path(plan, route, options, credentials, wait_for_ready, compression):
             t, md = fast_call_args(plan, timeout, metadata)
-            if route.raw and route.serializer is not None and route.deserializer is not None:
-                data = fast_encode(route, request)
-                received = await route.mc(data, timeout=t, metadata=md, **plan.fast_kwargs)
-                return fast_decode(route, received)
-            if not route.raw:
-                return await route.mc(request, timeout=t, metadata=md, **plan.fast_kwargs)
+            try:
+                if route.raw and route.serializer is not None and route.deserializer is not None:
+                    data = fast_encode(route, request)
+                    received = await route.mc(data, timeout=t, metadata=md, **plan.fast_kwargs)
+                    return fast_decode(route, received)
+                if not route.raw:
+                    return await route.mc(request, timeout=t, metadata=md, **plan.fast_kwargs)
+            except BaseException as exc:
+                closed = closed_failure(exc) if self.closed else None
+                if closed is not None:
+                    raise closed from None
+                raise
         info, afters = begin(
             plan,
             route.method,
@@ -999,6 +1102,7 @@ class AsyncEngine:
             wait_for_ready=wait_for_ready,
             compression=compression,
             codec=route.codec,
+            pinned=route.pinned,
         )
         await self._run_unary(route, request, info)
         return outcome(info, complete(info, afters))
@@ -1018,6 +1122,10 @@ class AsyncEngine:
             succeeded(info, *await read_response_metadata(call))
             info.response = decode(route, info, received)
         except BaseException as exc:
+            closed = closed_failure(exc) if self.closed else None
+            if closed is not None:  # grpcio's refusal on a closed channel: CANCELLED
+                failed(info, closed)
+                return
             failed(info, _request_failure(requests, exc))
             if info.error is not exc and call is not None:
                 await _adopt_aio_metadata(info, call)
@@ -1045,6 +1153,7 @@ class AsyncEngine:
             wait_for_ready=wait_for_ready,
             compression=compression,
             codec=route.codec,
+            pinned=route.pinned,
         )
         requests: _RequestEncoder | None = None
         try:

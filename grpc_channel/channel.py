@@ -18,8 +18,12 @@ does, with Dapr's gaps closed::
 - converts the request's internal metadata to gRPC metadata (HTTP-header conversion on), adds the
   app token (``with_app_token(token)``; without that option a non-empty ``APP_API_TOKEN``, as in
   Dapr) as ``dapr-api-token`` and sends the caller's deadline (``timeout(s)`` call option) to the
-  app. A ``dapr-api-token`` in the request's own metadata is always dropped: the app only ever sees
-  the channel's token, or none;
+  app. The channel never forwards a ``dapr-api-token`` it did not set itself: one in the request's
+  metadata, the context's outgoing metadata (``grpc_channel.metadata.outgoing_metadata``), the
+  default or per-call ``call_metadata(...)`` is dropped, so the app only ever sees the channel's
+  token, or none (a service that copies its incoming metadata to the outgoing context cannot
+  forward its caller's token; Dapr #7344). Per-RPC credentials, the caller's explicit
+  credentials, are not filtered;
 - takes a slot of ``with_max_concurrency(n)`` first (``n <= 0``: unlimited), waiting at most until
   the call's deadline, and releases it on every path; :attr:`Channel.concurrency_limit` shows the
   limit, the calls in flight and the callers waiting. HealthCheck probes take no slot;
@@ -27,7 +31,15 @@ does, with Dapr's gaps closed::
   transport faults as responses with their code, message and ``google.rpc.Status`` details, unless
   the channel was dialled ``with_raise_errors()``;
 - with ``with_tracing(spec)`` each invoke is one OpenTelemetry CLIENT span and the W3C trace context
-  travels to the app.
+  travels to the app;
+- speaks protobuf to ``OnInvoke`` and ``HealthCheck`` whatever codec the channel is dialled with
+  (``with_codec`` and the codec call options apply to the generic :meth:`Channel.invoke` with
+  message payloads; on ``invoke_method`` a codec call option raises ``OptionError``).
+
+After :meth:`Channel.close` (also from another thread, while calls run) nothing raises grpcio's
+``ValueError``: ``invoke_method`` answers CANCELLED, ``invoke`` raises a CANCELLED
+``grpc.RpcError``, ``health_probe`` answers False and ``wait_until_ready`` raises
+:class:`AppNotReadyError` at once.
 
 Cancellation of a sync call: Python cannot interrupt a thread, so a sync ``invoke_method`` ends
 when the app answers, at its deadline (DEADLINE_EXCEEDED), or when the channel is closed from
@@ -56,7 +68,7 @@ from grpc_channel._channel_core import (
     SyncAppChannel,
     with_raise_errors,
 )
-from grpc_channel._engine import CallPlan, Route, SyncEngine
+from grpc_channel._engine import Route, SyncEngine
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.metadata import Metadata
 from grpc_channel.options import (
@@ -70,7 +82,8 @@ from grpc_channel.options import (
     wait_for_ready,
     with_insecure,
 )
-from grpc_channel.v1 import appcallback_pb2, common_pb2
+from grpc_channel.v1 import common_pb2
+from interceptors import BoundedCache
 from interceptors._concurrency import ConcurrencyLimit
 from interceptors._response_metadata import ended_call_metadata
 from interceptors._run import outcome_code, time_left
@@ -88,8 +101,6 @@ __all__ = [
 
 _OK = grpc.StatusCode.OK
 _InvokeResponse = common_pb2.InvokeResponse
-_HealthResponse = appcallback_pb2.HealthCheckResponse
-_READY_POLL = 0.05  # seconds between HealthCheck attempts that got an answer other than "up"
 
 
 class Channel:
@@ -106,6 +117,7 @@ class Channel:
         "_fast",
         "_grpc",
         "_health_engine",
+        "_health_route",
         "_invoke_mc",
         "_invoke_route",
         "_limit",
@@ -123,7 +135,7 @@ class Channel:
         self._grpc: grpc.Channel = open_channel(target, settings)
         self._target = target
         self._raise = own.raise_errors
-        self._plan = CallPlan.from_settings(settings, target)
+        self._plan = core.call_plan(settings, target)
         self._engine = SyncEngine(self._grpc, self._plan)
         # OnInvoke always speaks protobuf (the AppCallback contract), whatever codec is dialled.
         self._invoke_mc = self._grpc.unary_unary(
@@ -139,7 +151,14 @@ class Channel:
         self._health_engine = (
             SyncEngine(health, self._plan) if health is not self._grpc else self._engine
         )
-        self._raw_routes: dict[str, Route] = {}
+        # HealthCheck speaks protobuf too, whatever codec is dialled.
+        self._health_route = core.health_route(
+            health.unary_unary(
+                core.HEALTH_CHECK_PATH, core.serialize_empty, core.parse_health_response
+            )
+        )
+        # Bounded: a proxy's callers choose the paths (hits read the plain dict, .data).
+        self._raw_routes: BoundedCache[str, Route] = BoundedCache()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -166,7 +185,8 @@ class Channel:
         ``call_options`` are the usual call options (``timeout(s)``, ``metadata(...)``,
         ``header(md)``, ``on_finish(cb)`` ...). Order: version check (no slot taken, nothing sent),
         then the call through the channel's policies (tracing span, concurrency slot, app token),
-        then the response.
+        then the response. The only ``dapr-api-token`` the app receives is the channel's own: one
+        from the request, the context's outgoing metadata or ``call_metadata(...)`` is dropped.
 
         Returns an OK response with the app's data, content type, headers and trailers, or, when the
         call failed, a response with the gRPC code, message, headers, trailers and the
@@ -175,16 +195,21 @@ class Channel:
         the channel was closed meanwhile, UNIMPLEMENTED for a version other than V1. With
         ``with_raise_errors()`` those failures are raised as ``grpc.RpcError`` instead.
 
-        Raises ``TypeError`` for a request that is not an ``InvokeMethodRequest`` and
-        ``MetadataError`` (a ``ValueError``) for metadata that cannot travel over gRPC; an exception
-        from a call option's ``before`` hook propagates.
+        A call refused here (closed channel, version) still runs its call options like any failed
+        call: ``on_finish`` exactly once with the error, ``header(md)``/``trailer(md)`` emptied.
+
+        Raises ``TypeError`` for a request that is not an ``InvokeMethodRequest``,
+        ``MetadataError`` (a ``ValueError``) for metadata that cannot travel over gRPC and
+        ``OptionError`` for a codec call option (``call_content_subtype``, ``force_codec``):
+        ``OnInvoke`` always speaks protobuf. An exception from a call option's ``before`` hook
+        propagates.
         """
         core.check_request(request)
         if self._closed:
-            return self._failure(core.closed_error())
+            return core.refused(self._plan, call_options, core.closed_error(), self._raise)
         refusal = core.version_error(request)
         if refusal is not None:
-            return self._failure(refusal)
+            return core.refused(self._plan, call_options, refusal, self._raise)
         try:
             # The fast path: no call options, or just timeout(s) (see core.timeout_only).
             if self._fast and (not call_options or core.timeout_only(call_options)):
@@ -210,16 +235,18 @@ class Channel:
             reply = self._engine.call_unary(
                 self._invoke_route,
                 request.to_invoke_request(),
-                (*call_options, header(headers), trailer(trailers)),
+                (*call_options, header(headers), trailer(trailers), core.TOKEN_GUARD),
                 metadata=core.outgoing_metadata(request),
             )
         except grpc.RpcError as error:
             return self._failure(error)
-        except ValueError:
-            if self._closed:
-                # grpcio refuses calls on a closed channel (also calls that waited for a slot).
-                return self._failure(core.closed_error())
-            raise
+        except ValueError as exc:
+            # grpcio refuses calls on a closed channel (also calls that waited for a slot) with a
+            # ValueError: CANCELLED. (The engine did that already for the calls it ran.)
+            closed = core.closed_failure(exc) if self._closed else None
+            if closed is None:
+                raise
+            return self._failure(closed)
         response = core.reply_response(reply, None, None)
         response.headers, response.trailers = headers, trailers
         return response
@@ -228,13 +255,16 @@ class Channel:
         """Call the app's ``HealthCheck`` once: True when it answers OK, False for any failure
         (app down, an error status, no answer within ``timeout`` seconds: a finite number > 0,
         default :data:`~grpc_channel._channel_core.DEFAULT_PROBE_TIMEOUT`; ``ValueError``
-        otherwise). The probe carries the app token and is traced, but takes no concurrency
+        otherwise; the channel closed, before or during the probe). The probe speaks protobuf
+        whatever codec is dialled, carries the app token and is traced, but takes no concurrency
         slot."""
         seconds = (
             core.DEFAULT_PROBE_TIMEOUT
             if timeout is None
             else core.check_timeout("timeout", timeout, allow_zero=False)
         )
+        if self._closed:
+            return False
         try:
             self._health(seconds, ready_wait=False)
         except grpc.RpcError:
@@ -249,25 +279,24 @@ class Channel:
         found at grpc's next reconnect attempt. Raises :class:`AppNotReadyError` (a
         ``TimeoutError``) naming the target, the timeout and the last outcome when ``timeout``
         seconds pass first; ``ValueError`` for a negative or non-finite ``timeout``.
+
+        On a closed channel (closed before the call or while it waits) it raises
+        :class:`AppNotReadyError` at once, saying the channel is closed, rather than waiting out
+        ``timeout``: the app can never become ready through it. Its ``__cause__`` is the CANCELLED
+        ``grpc.RpcError`` calls on the closed channel get.
         """
-        limit = core.check_timeout("timeout", timeout)
-        deadline = time.monotonic() + limit
-        last = "no answer"
+        wait = core.ReadyWait(self._target, timeout)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise core.not_ready_error(self._target, limit, last)
+            seconds = wait.attempt(self._closed)
             try:
-                self._health(remaining, ready_wait=True)
+                self._health(seconds, ready_wait=True)
                 return
             except grpc.RpcError as exc:
-                code = exc.code() if callable(getattr(exc, "code", None)) else None
-                if code is not None and core.ready_answer(code):
+                pause = wait.failed(exc, self._closed)
+                if pause is None:
                     return
-                last = core.describe(exc)
-                if code is grpc.StatusCode.DEADLINE_EXCEEDED:
-                    continue
-            time.sleep(min(_READY_POLL, max(deadline - time.monotonic(), 0.0)))
+            if pause > 0:
+                time.sleep(pause)
 
     def close(self) -> None:
         """Close the channel (idempotent). Calls in flight end with CANCELLED."""
@@ -275,6 +304,8 @@ class Channel:
             if self._closed:
                 return
             self._closed = True
+            # Before grpcio closes: the engines then turn its refusals into CANCELLED.
+            self._engine.closed = self._health_engine.closed = True
         self._grpc.close()
 
     @property
@@ -302,13 +333,17 @@ class Channel:
 
         Goes through the channel's policies (tracing, concurrency limit, app token) and call
         options (``header(md)`` / ``trailer(md)`` capture the metadata). Failures raise
-        ``grpc.RpcError``, whatever ``with_raise_errors`` says: a proxy forwards the status.
+        ``grpc.RpcError``, whatever ``with_raise_errors`` says: a proxy forwards the status; on a
+        closed channel, CANCELLED (``on_finish`` sees it too). The token rule of
+        :meth:`invoke_method` holds: only the channel's own ``dapr-api-token`` is sent.
         """
         core.check_method_path(method)
         if isinstance(payload, bytes | bytearray | memoryview):
             if response_type is not None:
                 raise TypeError("invoke: response_type is for message payloads; bytes come back")
-            route = self._raw_routes.get(method)
+            if self._closed:
+                raise core.refuse(self._plan, method, call_options, core.closed_error())
+            route = self._raw_routes.data.get(method)
             if route is None:
                 route = self._raw_route(method)
             return self._engine.call_unary(route, bytes(payload), core.raw_options(call_options))
@@ -318,7 +353,11 @@ class Channel:
             )
         if response_type is None:
             raise TypeError("invoke: pass response_type= (a message class) for a message payload")
-        return self._engine.unary_unary(method, payload, response_type, *call_options)
+        if self._closed:
+            raise core.refuse(self._plan, method, call_options, core.closed_error())
+        return self._engine.unary_unary(
+            method, payload, response_type, *core.invoke_options(self._plan, call_options)
+        )
 
     def _raw_route(self, method: str) -> Route:
         route = core.raw_route(method, self._grpc.unary_unary(method, None, None))
@@ -362,12 +401,12 @@ class Channel:
         return core.error_response(error)
 
     def _health(self, seconds: float, *, ready_wait: bool) -> None:
-        options: tuple[CallOption, ...] = (timeout(seconds),)
-        if ready_wait:
-            options += (wait_for_ready(),)
-        self._health_engine.unary_unary(
-            core.HEALTH_CHECK_PATH, core.EMPTY, _HealthResponse, *options
+        options: tuple[CallOption, ...] = (
+            (timeout(seconds), wait_for_ready(), core.TOKEN_GUARD)
+            if ready_wait
+            else (timeout(seconds), core.TOKEN_GUARD)
         )
+        self._health_engine.call_unary(self._health_route, core.EMPTY, options)
 
     def __enter__(self) -> Channel:
         return self
