@@ -1,9 +1,9 @@
 """The invoke-latency benchmark: log-bucketed histograms, targets, pluggable variants, a closed- and
 open-loop runner with interleaved rounds and worker processes, and reports (table, JSON, CSV, HTML).
 
-From the command line: ``grpc-channel bench`` (or ``python -m benchmarks``). From Python::
+From the command line: ``grpc-channel bench`` (or ``python -m grpc_channel.bench``). From Python::
 
-    from benchmarks import LoadSpec, format_table, invoke_target, plan_arms, run
+    from . import LoadSpec, format_table, invoke_target, plan_arms, run
     from grpc_channel.demo import start_demo
 
     port, app = start_demo()
@@ -13,9 +13,9 @@ From the command line: ``grpc-channel bench`` (or ``python -m benchmarks``). Fro
     print(format_table(result))
 """
 
-from benchmarks.histogram import Histogram, HistogramError
-from benchmarks.report import format_table, to_csv, to_html, to_json, write_reports
-from benchmarks.runner import (
+from .histogram import Histogram, HistogramError
+from .report import format_table, to_csv, to_html, to_json, write_reports
+from .runner import (
     Arm,
     ArmResult,
     LoadSpec,
@@ -25,7 +25,7 @@ from benchmarks.runner import (
     plan_arms,
     run,
 )
-from benchmarks.target import (
+from .target import (
     Target,
     TargetError,
     bytes_target,
@@ -33,7 +33,7 @@ from benchmarks.target import (
     json_target,
     reflect_descriptor_set,
 )
-from benchmarks.variants import (
+from .variants import (
     AsyncCaller,
     SyncCaller,
     Variant,

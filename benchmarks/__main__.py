@@ -1,6 +1,6 @@
-"""``python -m benchmarks``: the same as ``grpc-channel bench``."""
+"""``python -m grpc_channel.bench``: the same as ``grpc-channel bench``."""
 
-from benchmarks.cli import main
+from .cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(prog="python -m benchmarks"))
+    raise SystemExit(main(prog="python -m grpc_channel.bench"))

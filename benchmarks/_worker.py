@@ -1,6 +1,7 @@
-"""Worker process entry: ``python -m benchmarks._worker`` (started by ``benchmarks.runner``)."""
+"""Worker process entry: ``python -m grpc_channel.bench._worker`` (started by
+``grpc_channel.bench.runner``)."""
 
-from benchmarks.runner import worker_main
+from .runner import worker_main
 
 if __name__ == "__main__":
     raise SystemExit(worker_main())

@@ -21,9 +21,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import format_table, write_reports
-from benchmarks.runner import Arm, LoadSpec, RunError, RunResult, cpu_busy, plan_arms, run
-from benchmarks.target import (
+from grpc_channel.demo import DemoError
+
+from .report import format_table, write_reports
+from .runner import Arm, LoadSpec, RunError, RunResult, cpu_busy, plan_arms, run
+from .target import (
     Target,
     TargetError,
     bytes_target,
@@ -31,8 +33,7 @@ from benchmarks.target import (
     json_target,
     reflect_descriptor_set,
 )
-from benchmarks.variants import VariantError, available_variants, registered_variants
-from grpc_channel.demo import DemoError
+from .variants import VariantError, available_variants, registered_variants
 
 __all__ = [
     "ACCURACY_TOLERANCE",
@@ -405,7 +406,7 @@ def accuracy_verdict(result: RunResult, delay_ms: float) -> tuple[bool, list[str
 
 
 def _list_variants(out: Callable[[str], Any]) -> None:
-    from benchmarks.target import invoke_target as make
+    from .target import invoke_target as make
 
     probe = make("127.0.0.1:1")
     usable, skipped = available_variants(probe)

@@ -48,8 +48,8 @@ from typing import Any, Literal
 import grpc
 import grpc.aio
 
-from benchmarks.target import Target, resolve_message_types
-from benchmarks.variants import (
+from .target import Target, resolve_message_types
+from .variants import (
     AsyncCaller,
     SyncCaller,
     Variant,
@@ -71,12 +71,16 @@ SAME_WORK = "grpc-sync-same-work"
 AIO_SAME_WORK = "grpc-aio-same-work"
 
 _POLICY_MODULES = (
-    "interceptors._chain",
-    "interceptors._token",
-    "interceptors._concurrency",
-    "interceptors._capture",
+    "grpc_channel.interceptors._chain",
+    "grpc_channel.interceptors._token",
+    "grpc_channel.interceptors._concurrency",
+    "grpc_channel.interceptors._capture",
 )
-_TRACING_MODULES = ("interceptors._tracing", "opentelemetry.sdk.trace", "opentelemetry.sdk.metrics")
+_TRACING_MODULES = (
+    "grpc_channel.interceptors._tracing",
+    "opentelemetry.sdk.trace",
+    "opentelemetry.sdk.metrics",
+)
 _CHANNEL_MODULES = ("grpc_channel.channel", "grpc_channel.invoke", "grpc_channel.options")
 _AIO_CHANNEL_MODULES = (
     "grpc_channel._async_channel",
@@ -120,7 +124,7 @@ class _Telemetry:
         self.meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
 
     def spec(self) -> Any:
-        from interceptors._tracing import TracingSpec
+        from grpc_channel.interceptors._tracing import TracingSpec
 
         if self.tracer_provider is not None:
             return TracingSpec(
@@ -141,14 +145,14 @@ def _telemetry(mode: Tracing) -> _Telemetry | None:
 
 
 def _chain(target: Target, settings: VariantSettings, telemetry: _Telemetry | None) -> Any:
-    from interceptors._capture import Capture, Captured
-    from interceptors._chain import compose
-    from interceptors._concurrency import ConcurrencyLimit
-    from interceptors._token import AppToken
+    from grpc_channel.interceptors._capture import Capture, Captured
+    from grpc_channel.interceptors._chain import compose
+    from grpc_channel.interceptors._concurrency import ConcurrencyLimit
+    from grpc_channel.interceptors._token import AppToken
 
     policies: list[Any] = []
     if telemetry is not None:
-        from interceptors._tracing import Tracing
+        from grpc_channel.interceptors._tracing import Tracing
 
         policies.append(Tracing(telemetry.spec(), target=target.address))
     policies += [

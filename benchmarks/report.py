@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.histogram import Histogram
-from benchmarks.runner import PERCENTILES, ArmResult, RunResult
+from .histogram import Histogram
+from .runner import PERCENTILES, ArmResult, RunResult
 
 __all__ = [
     "SCHEMA",

@@ -1,11 +1,12 @@
-"""``python -m benchmarks.response_metadata``: what reading a call's headers and trailers costs.
+"""``python -m grpc_channel.bench.response_metadata``: what reading a call's headers and trailers
+costs.
 
 Times, inside real calls to the demo app (started on 127.0.0.1 in its own process), only the read
 of an ended call's initial and trailing metadata as pairs: grpcio's public accessors against the
-fast reads of :mod:`interceptors._response_metadata`, sync and aio. Each call is made, then only
-the read is timed (``perf_counter_ns``), so the figures are the cost in place, after a network
-wait, not in a hot loop. Ways are interleaved in rounds (shuffled order per round) and the report
-gives the median over all reads of each way, and its ratio to the public read.
+fast reads of :mod:`grpc_channel.interceptors._response_metadata`, sync and aio. Each call is made,
+then only the read is timed (``perf_counter_ns``), so the figures are the cost in place, after a
+network wait, not in a hot loop. Ways are interleaved in rounds (shuffled order per round) and the
+report gives the median over all reads of each way, and its ratio to the public read.
 
 Options: ``--rounds N`` (default 10), ``--calls N`` per way per round (default 300).
 """
@@ -25,8 +26,8 @@ from google.protobuf import any_pb2
 
 from grpc_channel.appcallback import ON_INVOKE
 from grpc_channel.demo import start_demo
+from grpc_channel.interceptors._response_metadata import ended_call_metadata, read_response_metadata
 from grpc_channel.v1 import common_pb2
-from interceptors._response_metadata import ended_call_metadata, read_response_metadata
 
 _REQUEST = common_pb2.InvokeRequest(
     method="echo", content_type="text/plain", data=any_pb2.Any(value=b"x" * 100)
@@ -89,7 +90,7 @@ def _report(samples: dict[str, list[int]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.response_metadata")
+    parser = argparse.ArgumentParser(prog="python -m grpc_channel.bench.response_metadata")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args(argv)

@@ -63,11 +63,11 @@ from typing import IO, Any, Literal
 
 import grpc
 
-from benchmarks.environment import environment
-from benchmarks.histogram import Histogram
-from benchmarks.progress import Progress
-from benchmarks.target import Target
-from benchmarks.variants import (
+from .environment import environment
+from .histogram import Histogram
+from .progress import Progress
+from .target import Target
+from .variants import (
     AIO_BASELINES,
     SYNC_BASELINES,
     AsyncCaller,
@@ -272,7 +272,7 @@ def plan_arms(
     A named variant that cannot run raises RunError (with ``strict=False`` it is skipped too);
     unnamed ones are skipped with their reason. "Cannot run" covers a module that is missing or
     does not import, a target it does not apply to, and a caller that cannot be built (each
-    candidate is built once and closed, see ``benchmarks.variants.probe``).
+    candidate is built once and closed, see ``grpc_channel.bench.variants.probe``).
     """
     usable, skipped = available_variants(target)
     wanted: set[str] | None = None
@@ -931,7 +931,7 @@ class _Aborted(Exception):
 
 
 def worker_main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
-    """Body of a worker process (``python -m benchmarks._worker``).
+    """Body of a worker process (``python -m grpc_channel.bench._worker``).
 
     Reads one line (the pickled plan) from stdin, then speaks JSON lines on stdout: ``sync`` before
     every block (and waits for ``go`` on stdin), ``progress``, and finally ``result`` or ``error``.
@@ -993,7 +993,7 @@ def _run_processes(plans: list[_WorkerPlan], progress: Progress) -> list[dict[st
     try:
         for plan in plans:
             process = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks._worker"],
+                [sys.executable, "-m", "grpc_channel.bench._worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,

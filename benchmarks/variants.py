@@ -13,8 +13,8 @@ OnInvoke target) report why through ``unavailable`` and are skipped, never half-
 
 Built in here: ``grpc-sync`` (bare sync stub: ``unary_unary`` with the message classes),
 ``grpc-sync-raw`` (generic raw-bytes ``unary_unary``), ``grpc-aio`` and ``grpc-aio-raw`` (the same
-on ``grpc.aio``). ``benchmarks.ours`` registers the variants over this project's interceptors and
-Channel; ``register`` adds your own.
+on ``grpc.aio``). ``grpc_channel.bench.ours`` registers the variants over this project's
+interceptors and Channel; ``register`` adds your own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any, Literal
 import grpc
 import grpc.aio
 
-from benchmarks.target import Target, resolve_message_types
+from .target import Target, resolve_message_types
 
 __all__ = [
     "AsyncCaller",
@@ -153,7 +153,8 @@ def unregister(name: str) -> None:
 
 
 def registered_variants() -> list[Variant]:
-    """Every registered variant, in registration order (built-ins and ``benchmarks.ours`` first)."""
+    """Every registered variant, in registration order (built-ins and ``grpc_channel.bench.ours``
+    first)."""
     _load_ours()
     return list(_REGISTRY.values())
 
@@ -214,7 +215,7 @@ def probe(variant: Variant, target: Target) -> str | None:
 
 def _load_ours() -> None:
     # Imported on first use, not at import time: ours imports this module to register.
-    importlib.import_module("benchmarks.ours")
+    importlib.import_module("grpc_channel.bench.ours")
 
 
 def channel_options() -> list[tuple[str, int]]:

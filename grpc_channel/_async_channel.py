@@ -38,6 +38,11 @@ from google.protobuf.message import Message
 from grpc_channel import _channel_core as core
 from grpc_channel._channel_core import AsyncAppChannel
 from grpc_channel._engine import AsyncEngine, CallPlan, Route
+from grpc_channel.interceptors import BoundedCache
+from grpc_channel.interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
+from grpc_channel.interceptors._concurrency import ConcurrencyLimit
+from grpc_channel.interceptors._response_metadata import read_response_metadata
+from grpc_channel.interceptors._run import outcome_code, time_left
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.metadata import Metadata
 from grpc_channel.options import (
@@ -52,11 +57,6 @@ from grpc_channel.options import (
     with_insecure,
 )
 from grpc_channel.v1 import common_pb2
-from interceptors import BoundedCache
-from interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
-from interceptors._concurrency import ConcurrencyLimit
-from interceptors._response_metadata import read_response_metadata
-from interceptors._run import outcome_code, time_left
 
 __all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
 

@@ -47,6 +47,13 @@ from grpc_channel._engine import (
 )
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
 from grpc_channel.encoding import get_codec
+from grpc_channel.interceptors._chain import Chain, compose
+from grpc_channel.interceptors._client_aio import WrappedAioChannel
+from grpc_channel.interceptors._client_sync import WrappedChannel
+from grpc_channel.interceptors._concurrency import ConcurrencyLimit
+from grpc_channel.interceptors._deadline import check_timeout as deadline_check_timeout
+from grpc_channel.interceptors._errors import LocalRpcError
+from grpc_channel.interceptors._token import AppToken
 from grpc_channel.invoke import APIVersion, InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.invoke import check_method_path as invoke_check_method_path
 from grpc_channel.metadata import outgoing_pairs
@@ -62,13 +69,6 @@ from grpc_channel.options import (
     with_app_token,
 )
 from grpc_channel.v1 import appcallback_pb2, common_pb2
-from interceptors._chain import Chain, compose
-from interceptors._client_aio import WrappedAioChannel
-from interceptors._client_sync import WrappedChannel
-from interceptors._concurrency import ConcurrencyLimit
-from interceptors._deadline import check_timeout as deadline_check_timeout
-from interceptors._errors import LocalRpcError
-from interceptors._token import AppToken
 
 __all__ = [
     "DEFAULT_PROBE_TIMEOUT",
@@ -596,7 +596,7 @@ def error_response(error: grpc.RpcError) -> InvokeMethodResponse:
 def check_timeout(name: str, value: object, *, allow_zero: bool = True) -> float:
     """A finite number of seconds, ``>= 0`` (or ``> 0`` without ``allow_zero``), at most
     ``MAX_TIMEOUT`` (1e9 s), else ``ValueError`` naming ``name``: the one timeout rule,
-    :func:`interceptors._deadline.check_timeout`."""
+    :func:`grpc_channel.interceptors._deadline.check_timeout`."""
     return deadline_check_timeout(name, value, allow_zero=allow_zero)
 
 

@@ -33,6 +33,10 @@ import grpc
 from google.protobuf.message import Message
 
 from grpc_channel.encoding import Codec
+from grpc_channel.interceptors import BoundedCache
+from grpc_channel.interceptors._errors import LocalRpcError
+from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
+from grpc_channel.interceptors._response_metadata import ended_call_metadata, read_response_metadata
 from grpc_channel.metadata import Metadata, MetadataError, outgoing_pairs
 from grpc_channel.options import (
     CallInfo,
@@ -43,10 +47,6 @@ from grpc_channel.options import (
     OptionError,
     PerRPCCredentials,
 )
-from interceptors import BoundedCache
-from interceptors._errors import LocalRpcError
-from interceptors._policy import ClientCall, ClientPolicy
-from interceptors._response_metadata import ended_call_metadata, read_response_metadata
 
 __all__ = [
     "AsyncEngine",

@@ -69,6 +69,10 @@ from grpc_channel._channel_core import (
     with_raise_errors,
 )
 from grpc_channel._engine import Route, SyncEngine
+from grpc_channel.interceptors import BoundedCache
+from grpc_channel.interceptors._concurrency import ConcurrencyLimit
+from grpc_channel.interceptors._response_metadata import ended_call_metadata
+from grpc_channel.interceptors._run import outcome_code, time_left
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.metadata import Metadata
 from grpc_channel.options import (
@@ -83,10 +87,6 @@ from grpc_channel.options import (
     with_insecure,
 )
 from grpc_channel.v1 import common_pb2
-from interceptors import BoundedCache
-from interceptors._concurrency import ConcurrencyLimit
-from interceptors._response_metadata import ended_call_metadata
-from interceptors._run import outcome_code, time_left
 
 __all__ = [
     "AppChannel",

@@ -1,8 +1,9 @@
 """The ``grpc-channel`` command: ``grpc-channel demo ...`` and ``grpc-channel bench ...``.
 
 ``demo`` serves the demo AppCallback app on loopback until SIGTERM/SIGINT (see
-``grpc_channel.demo``); ``bench`` runs the invoke-latency benchmark (see ``benchmarks.cli``).
-``main(argv)`` returns the exit code: 0 success, 1 a failed run or check, 2 a usage error.
+``grpc_channel.demo``); ``bench`` runs the invoke-latency benchmark (see
+``grpc_channel.bench.cli``). ``main(argv)`` returns the exit code: 0 success, 1 a failed run or
+check, 2 a usage error.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from benchmarks import cli as bench_cli
     from grpc_channel import demo
+    from grpc_channel.bench import cli as bench_cli
 
     parser = argparse.ArgumentParser(
         prog="grpc-channel", description="grpc-channel tools: a demo app and a benchmark."
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return demo.serve_until_signalled(config, lambda line: print(line, flush=True))
-    from benchmarks import cli as bench_cli
+    from grpc_channel.bench import cli as bench_cli
 
     return bench_cli.execute(args, f"grpc-channel {shlex.join(argv_list)}")
 

@@ -58,9 +58,11 @@ from typing import Any, ClassVar, Final, Protocol, runtime_checkable
 import grpc
 
 from grpc_channel.encoding import Codec, EncodingError, get_codec, get_compressor
+from grpc_channel.interceptors._deadline import (
+    MAX_TIMEOUT as MAX_TIMEOUT,  # the documented limit, here too
+)
+from grpc_channel.interceptors._deadline import check_timeout, short_repr
 from grpc_channel.metadata import Metadata, MetadataError, redacted_pairs
-from interceptors._deadline import MAX_TIMEOUT as MAX_TIMEOUT  # the documented limit, here too
-from interceptors._deadline import check_timeout, short_repr
 
 __all__ = [
     "DEFAULTS",
@@ -209,7 +211,8 @@ def _refuse(option: str, value: object, allowed: str) -> OptionError:
 def check_seconds(option: str, value: object, *, allow_zero: bool = False) -> float:
     """``value`` as float seconds: a finite number ``> 0`` (``>= 0`` with ``allow_zero``) and at
     most :data:`MAX_TIMEOUT` (1e9 s), else :class:`OptionError` naming ``option``. The one
-    timeout rule (``interceptors._deadline.check_timeout``) with this module's error type."""
+    timeout rule (``grpc_channel.interceptors._deadline.check_timeout``) with this module's error
+    type."""
     return check_timeout(option, value, allow_zero=allow_zero, error=OptionError)
 
 
@@ -1464,14 +1467,16 @@ def with_app_token(token: str | None = None) -> AppTokenDialOption:
 
 def with_tracing(spec: Any = None) -> TracingDialOption:
     """Trace every call with OpenTelemetry (the ``Tracing`` policy) as ``spec`` says
-    (``interceptors.TracingSpec``; ``None``: its defaults)."""
-    from interceptors._tracing import TracingSpec
+    (``grpc_channel.interceptors.TracingSpec``; ``None``: its defaults)."""
+    from grpc_channel.interceptors._tracing import TracingSpec
 
     if spec is None:
         spec = TracingSpec()
     elif not isinstance(spec, TracingSpec):
         raise _refuse(
-            "with_tracing", type(spec).__name__, "pass an interceptors.TracingSpec or None"
+            "with_tracing",
+            type(spec).__name__,
+            "pass an grpc_channel.interceptors.TracingSpec or None",
         )
     return TracingDialOption(spec)
 
@@ -1536,18 +1541,18 @@ def _policies(settings: DialSettings, target: str) -> list[Any]:
 
     out: list[Any] = []
     if settings.tracing is not None:
-        from interceptors._tracing import Tracing
+        from grpc_channel.interceptors._tracing import Tracing
 
         out.append(Tracing(settings.tracing, target=target))
     if settings.max_concurrency > 0:
-        from interceptors._concurrency import ConcurrencyLimit
+        from grpc_channel.interceptors._concurrency import ConcurrencyLimit
 
         out.append(ConcurrencyLimit(settings.max_concurrency))
     go_creds = tuple(c for c in settings.per_rpc_credentials if isinstance(c, PerRPCCredentials))
     if go_creds:
         out.append(RpcCredentialsPolicy(go_creds))
     if settings.app_token is not None or settings.app_token_from_env:
-        from interceptors._token import AppToken
+        from grpc_channel.interceptors._token import AppToken
 
         out.append(AppToken(settings.app_token))
     return out
@@ -1646,10 +1651,10 @@ def open_channel(target: str, settings: DialSettings) -> grpc.Channel:
 
     Applies the transport and per-RPC credentials, the channel arguments, the compressor, the
     user's interceptors (``grpc.intercept_channel``, first listed outermost) and our policies
-    (one ``interceptors.compose(...).wrap`` layer around them). With ``with_block`` it waits for
-    the channel to be ready and raises :class:`DialTimeoutError` (after closing it) on time-out.
-    Raises :class:`OptionError` for settings that cannot work (no transport security chosen,
-    ``grpc.CallCredentials`` or security-requiring credentials on an insecure channel, aio
+    (one ``grpc_channel.interceptors.compose(...).wrap`` layer around them). With ``with_block`` it
+    waits for the channel to be ready and raises :class:`DialTimeoutError` (after closing it) on
+    time-out. Raises :class:`OptionError` for settings that cannot work (no transport security
+    chosen, ``grpc.CallCredentials`` or security-requiring credentials on an insecure channel, aio
     interceptors on a sync channel).
     """
     target = _check_target(target)
@@ -1673,7 +1678,7 @@ def open_channel(target: str, settings: DialSettings) -> grpc.Channel:
         if interceptors:
             channel = grpc.intercept_channel(channel, *interceptors)
         if policies:
-            from interceptors._chain import compose
+            from grpc_channel.interceptors._chain import compose
 
             channel = compose(*policies).wrap(channel)
     except BaseException:
@@ -1710,7 +1715,7 @@ async def open_aio_channel(target: str, settings: DialSettings) -> grpc.aio.Chan
                     f"dial {target}: channel not ready within {settings.block_timeout:g} s"
                 ) from None
         if policies:
-            from interceptors._chain import compose
+            from grpc_channel.interceptors._chain import compose
 
             channel = compose(*policies).wrap_aio(channel)
     except BaseException:

@@ -12,7 +12,7 @@ Each policy is written once and runs in any of these forms:
 
 The first policy listed is the outermost. This package depends on grpcio and OpenTelemetry only.
 Write your own policy by subclassing :class:`ClientPolicy` / :class:`ServerPolicy` (the protocol is
-documented in ``interceptors._policy``).
+documented in ``grpc_channel.interceptors._policy``).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ request streams fed by hand, and ``initial_metadata()``, ``trailing_metadata()``
 a call when it is created; these start it when first awaited, iterated, read, written or asked
 for metadata, because the chain's async steps (waiting for a concurrency slot) need a coroutine.
 
-Locally refused calls raise :class:`~interceptors._errors.LocalRpcError` from the wrapper; the
-interceptor raises ``grpc.aio.AioRpcError`` instead, because grpc.aio's intercepted call objects
-only know how to report that type.
+Locally refused calls raise :class:`~grpc_channel.interceptors._errors.LocalRpcError` from the
+wrapper; the interceptor raises ``grpc.aio.AioRpcError`` instead, because grpc.aio's intercepted
+call objects only know how to report that type.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Sync client adapters: the channel wrapper (``Chain.wrap``) and the grpcio client interceptor.
 
-Both feed one :class:`~interceptors._run.Invocation` through the chain's levels; they differ only in
-the *wire*: the wrapper calls the real multicallable (cached per method), the interceptor calls
-grpcio's ``continuation``.
+Both feed one :class:`~grpc_channel.interceptors._run.Invocation` through the chain's levels; they
+differ only in the *wire*: the wrapper calls the real multicallable (cached per method), the
+interceptor calls grpcio's ``continuation``.
 
 Calls with a streaming response return a :class:`ClientStream`: an iterator that is also a
 ``grpc.Call`` and ``grpc.Future`` like grpcio's own. The chain's finish hooks run when the stream

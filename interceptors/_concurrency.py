@@ -11,14 +11,15 @@ A caller that finds no free slot waits in a FIFO queue:
 - a cancelled aio task leaves the queue (or gives back the slot it was just handed); a sync
   server handler leaves the queue when its client goes away (CANCELLED). A sync *client* caller
   blocked in the queue is released by a slot or its deadline (another thread cannot cancel it), so
-  give such calls a deadline (:class:`~interceptors._deadline.Deadline`);
+  give such calls a deadline (:class:`~grpc_channel.interceptors._deadline.Deadline`);
 - any exception that ends a wait (an aio task's cancellation, ``KeyboardInterrupt`` in the main
   thread, an ``OverflowError`` from a timeout too large for the lock) takes the waiter out of the
   queue, and a slot handed to it at that same moment goes back, so a slot never stays with a
   caller that is gone.
 
-``limit`` may be an int (fixed) or an adaptive algorithm (:class:`~interceptors._limit.AimdLimit`,
-:class:`~interceptors._limit.GradientLimit`) that moves the limit after every finished
+``limit`` may be an int (fixed) or an adaptive algorithm
+(:class:`~grpc_channel.interceptors._limit.AimdLimit`,
+:class:`~grpc_channel.interceptors._limit.GradientLimit`) that moves the limit after every finished
 unary-response call from its latency and whether it was *dropped* (its code in ``drop_codes``,
 default RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED). Cancelled calls teach nothing;
 streaming-response calls feed only drops (their duration is not a latency).
@@ -157,7 +158,7 @@ class ConcurrencyLimit(ClientPolicy, ServerPolicy):
     def _export(self, meter_provider: Any) -> None:
         from opentelemetry.metrics import CallbackOptions, Observation
 
-        meter = meter_provider.get_meter("interceptors.concurrency")
+        meter = meter_provider.get_meter("grpc_channel.interceptors.concurrency")
         attrs = {"concurrency.limiter": self.name}
 
         def observe(value: Any) -> Any:

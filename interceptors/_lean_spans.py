@@ -43,7 +43,7 @@ from opentelemetry.util import types
 
 __all__ = ["LeanSpan", "LeanTracer", "new_span_context"]
 
-log = logging.getLogger("interceptors")
+log = logging.getLogger("grpc_channel.interceptors")
 
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns

@@ -2,7 +2,7 @@
 
 :class:`LimiterState` knows the limit, the calls in flight and the queue of waiters, and decides who
 gets a slot; it never blocks, sleeps or locks. The sync and aio shells in
-``interceptors._concurrency`` hold one lock around it and only do the waiting (a
+``grpc_channel.interceptors._concurrency`` hold one lock around it and only do the waiting (a
 ``threading.Event`` or an ``asyncio.Future`` per queued caller), so one limiter serves threads and
 event loops alike.
 

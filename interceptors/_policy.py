@@ -1,9 +1,9 @@
 """The policy protocol: per-call state objects and the hooks a chain runs.
 
-A *policy* is an object that takes part in calls. The chain (``interceptors._chain``) runs every
-policy of a composition in one plain function around the real grpcio call; it never builds a grpcio
-interceptor per policy. A policy is written once against this protocol and the chain adapts it to
-sync and aio, client and server, all four call shapes.
+A *policy* is an object that takes part in calls. The chain (``grpc_channel.interceptors._chain``)
+runs every policy of a composition in one plain function around the real grpcio call; it never
+builds a grpcio interceptor per policy. A policy is written once against this protocol and the chain
+adapts it to sync and aio, client and server, all four call shapes.
 
 Client side (subclass :class:`ClientPolicy`, override what you need)
 --------------------------------------------------------------------
@@ -12,10 +12,10 @@ outermost):
 
 1. ``client_acquire(call)`` (sync chains) or ``await client_acquire_async(call)`` (aio chains), only
    for policies whose ``blocking`` is true (the concurrency limit). It may wait, and it may refuse
-   the call by raising :class:`~interceptors._errors.LocalRpcError`. Optional fast path for aio:
-   a blocking policy may also define ``client_try_acquire(call) -> bool`` (take permission without
-   waiting; True if taken); aio chains call it first and await ``client_acquire_async`` only when
-   it returns False. (Server side: ``server_try_acquire``.)
+   the call by raising :class:`~grpc_channel.interceptors._errors.LocalRpcError`. Optional fast path
+   for aio: a blocking policy may also define ``client_try_acquire(call) -> bool`` (take permission
+   without waiting; True if taken); aio chains call it first and await ``client_acquire_async`` only
+   when it returns False. (Server side: ``server_try_acquire``.)
 2. ``client_start(call)``: must not block. May change ``call.metadata`` (a mutable list of
    ``(key, value)`` pairs), ``call.deadline`` or ``call.timeout``, and may refuse by raising
    ``LocalRpcError``.

@@ -12,7 +12,7 @@ pairs, once the call has ended. grpcio's public accessors get there the long way
 
 Timed in place (after each real call) on this project's 2-core benchmark machine, the two reads
 cost about 25 µs aio and 9 µs sync through the public accessors, against about 7 µs and 3 µs
-here: ``python -m benchmarks.response_metadata`` measures it.
+here: ``python -m grpc_channel.bench.response_metadata`` measures it.
 
 :func:`read_response_metadata` (aio) and :func:`ended_call_metadata` (sync) take the short way when
 the call object is grpcio's own and has the internals checked here, and the public accessors

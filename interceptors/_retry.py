@@ -11,7 +11,8 @@ Rules:
 - at most ``max_attempts`` attempts in all (the first one included);
 - only for codes in ``retryable_codes`` (default UNAVAILABLE);
 - never past the call's deadline: a wait that would reach it ends the call with the last error;
-  put :class:`~interceptors._deadline.Deadline` before ``Retry`` to give calls a deadline;
+  put :class:`~grpc_channel.interceptors._deadline.Deadline` before ``Retry`` to give calls a
+  deadline;
 - never after a streaming response has begun (the chain commits a response stream at its first
   message), and never for an aio request stream fed through ``write()`` (nothing to resend);
   request streams given as iterators are kept in memory for the duration of the call and resent;

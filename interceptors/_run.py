@@ -31,7 +31,7 @@ from ._errors import LocalRpcError
 from ._policy import CallShape, ClientCall, ClientPolicy, ServerCall, ServerPolicy, overrides
 from ._response_metadata import ended_call_metadata, read_response_metadata
 
-log = logging.getLogger("interceptors")
+log = logging.getLogger("grpc_channel.interceptors")
 
 monotonic = time.monotonic
 OK = grpc.StatusCode.OK

@@ -4,9 +4,9 @@
 whose behaviour runs the chain; all per-call work happens in the handler's own thread (sync) or task
 (aio). Wrapped handlers are cached per method and reused while the inner handler object is the same
 (generated servicers and ``grpc.method_handlers_generic_handler`` return the same object each
-time), so a call allocates one :class:`~interceptors._policy.ServerCall` and nothing else. The cache
-is a :class:`~interceptors._bounded.BoundedCache`: a catch-all handler serves any path a caller
-sends, and each path must not stay in memory for good.
+time), so a call allocates one :class:`~grpc_channel.interceptors._policy.ServerCall` and nothing
+else. The cache is a :class:`~grpc_channel.interceptors._bounded.BoundedCache`: a catch-all handler
+serves any path a caller sends, and each path must not stay in memory for good.
 
 Context: when any server policy sets ``needs_context = True`` (tracing does), a sync handler's
 policies, the handler and every step of its response stream run inside one per-call copy of the

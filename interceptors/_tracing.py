@@ -156,8 +156,8 @@ class TracingSpec:
       (``BatchSpanProcessor(exporter)``, say), the policy builds its spans itself and hands each,
       finished, to ``span_processor.on_end``; no tracer provider is used for spans, and
       ``on_start`` is not called. About a tenth of the SDK tracer's cost per span; see
-      ``interceptors._lean_spans`` for what differs. Sampling is then the policy's own rule
-      alone (there is no provider sampler). You own the processor: shut it down (which flushes
+      ``grpc_channel.interceptors._lean_spans`` for what differs. Sampling is then the policy's own
+      rule alone (there is no provider sampler). You own the processor: shut it down (which flushes
       it) when you are done. Cannot be combined with ``tracer_provider``.
     - ``resource`` (default ``None``): the resource of lean spans (only with ``span_processor``;
       a tracer provider carries its own). ``None`` means ``Resource.create()``, as a default
@@ -575,11 +575,11 @@ class _Side:
     without the buffer: the buffer stays bounded and no single call pays for a backlog. So do
     durations of an attribute set beyond ``pending_sets`` distinct ones (new method paths).
 
-    Method records live in a :class:`~interceptors._bounded.BoundedCache` (any path a caller
-    sends gets one). A call may start on a record that is evicted before it finishes, and finish
-    on a newer one: the in-flight count stays exact because an evicted record's count, and every
-    later change a call makes through it, goes to ``orphans`` (per method), which the collector
-    adds in. So the total per method is always the live record's count plus its orphans.
+    Method records live in a :class:`~grpc_channel.interceptors._bounded.BoundedCache` (any path a
+    caller sends gets one). A call may start on a record that is evicted before it finishes, and
+    finish on a newer one: the in-flight count stays exact because an evicted record's count, and
+    every later change a call makes through it, goes to ``orphans`` (per method), which the
+    collector adds in. So the total per method is always the live record's count plus its orphans.
     """
 
     __slots__ = (
@@ -699,7 +699,7 @@ class Tracing(ClientPolicy, ServerPolicy):
     )
 
     #: Asks the chain to run each sync server call in its own ``contextvars`` copy (see
-    #: ``interceptors._server``), so the span attached in ``server_start`` cannot leak.
+    #: ``grpc_channel.interceptors._server``), so the span attached in ``server_start`` cannot leak.
     needs_context: ClassVar[bool] = True
 
     def __init__(self, spec: TracingSpec | None = None, *, target: str | None = None) -> None:

@@ -2,9 +2,10 @@
 
 ``Chain.wrap`` and ``Chain.wrap_aio`` return channels whose ``unary_unary`` ... ``stream_stream``
 build, once per (method, serializer, deserializer), a multicallable that runs the chain around the
-wrapped channel's own, kept in a :class:`~interceptors._bounded.BoundedCache` (a caller that builds
-paths dynamically must not grow memory without bound). The rule lives here; each shell names its
-four multicallable classes and adds only its I/O surface (close, connectivity, context managers).
+wrapped channel's own, kept in a :class:`~grpc_channel.interceptors._bounded.BoundedCache` (a caller
+that builds paths dynamically must not grow memory without bound). The rule lives here; each shell
+names its four multicallable classes and adds only its I/O surface (close, connectivity, context
+managers).
 """
 
 from __future__ import annotations

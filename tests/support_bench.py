@@ -14,8 +14,8 @@ import grpc
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection
 
-from benchmarks.target import Target
-from benchmarks.variants import AsyncCaller, SyncCaller, Variant, VariantSettings
+from grpc_channel.bench.target import Target
+from grpc_channel.bench.variants import AsyncCaller, SyncCaller, Variant, VariantSettings
 from grpc_channel.demo import DemoConfig, DemoProcess, DemoServer, start_demo
 from grpc_channel.v1 import common_pb2
 

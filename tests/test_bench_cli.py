@@ -13,19 +13,19 @@ import pytest
 from google.protobuf import descriptor_pb2
 from support_bench import demo_process, descriptor_set, reflecting_server
 
-from benchmarks.cli import _apply_preset, accuracy_verdict, add_arguments
-from benchmarks.environment import environment
-from benchmarks.histogram import Histogram
-from benchmarks.runner import ArmResult, LoadSpec, RunResult
-from benchmarks.target import (
+from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
+from grpc_channel.bench.cli import _apply_preset, accuracy_verdict, add_arguments
+from grpc_channel.bench.environment import environment
+from grpc_channel.bench.histogram import Histogram
+from grpc_channel.bench.runner import ArmResult, LoadSpec, RunResult
+from grpc_channel.bench.target import (
     TargetError,
     invoke_target,
     json_target,
     load_descriptor_set,
     reflect_descriptor_set,
 )
-from benchmarks.variants import registered_variants
-from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
+from grpc_channel.bench.variants import registered_variants
 from grpc_channel.cli import main
 from grpc_channel.v1 import common_pb2
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.histogram import Histogram, HistogramError
+from grpc_channel.bench.histogram import Histogram, HistogramError
 
 PERCENTILES = (0.0, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0)
 

@@ -1,10 +1,11 @@
-"""``python -m benchmarks.response_metadata``: runs against the demo app and reports every way."""
+"""``python -m grpc_channel.bench.response_metadata``: runs against the demo app and reports every
+way."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.response_metadata import main
+from grpc_channel.bench.response_metadata import main
 
 
 def test_reports_each_way_with_its_ratio_to_the_public_read(

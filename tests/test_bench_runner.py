@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from support_bench import demo_process, fake_variant
 
-from benchmarks.histogram import Histogram
-from benchmarks.report import format_table, to_csv, to_html, to_json
-from benchmarks.runner import (
+from grpc_channel.appcallback import ON_INVOKE
+from grpc_channel.bench.histogram import Histogram
+from grpc_channel.bench.report import format_table, to_csv, to_html, to_json
+from grpc_channel.bench.runner import (
     Arm,
     LoadSpec,
     RunError,
@@ -28,8 +29,8 @@ from benchmarks.runner import (
     timeline_block_aio,
     timeline_block_sync,
 )
-from benchmarks.target import Target, bytes_target, invoke_target
-from benchmarks.variants import (
+from grpc_channel.bench.target import Target, bytes_target, invoke_target
+from grpc_channel.bench.variants import (
     AsyncCaller,
     SyncCaller,
     Variant,
@@ -39,7 +40,6 @@ from benchmarks.variants import (
     register,
     unregister,
 )
-from grpc_channel.appcallback import ON_INVOKE
 from grpc_channel.demo import DemoConfig
 
 

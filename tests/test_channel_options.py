@@ -20,6 +20,7 @@ from grpc_channel._async_channel import dial as aio_dial
 from grpc_channel._channel_core import RaiseErrorsDialOption
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
 from grpc_channel.channel import Channel, dial, with_raise_errors
+from grpc_channel.interceptors._tracing import TracingSpec
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.metadata import Metadata, outgoing_metadata
 from grpc_channel.options import (
@@ -38,7 +39,6 @@ from grpc_channel.options import (
     with_tracing,
 )
 from grpc_channel.v1 import appcallback_pb2, common_pb2
-from interceptors._tracing import TracingSpec
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -22,9 +22,9 @@ from support_interceptors import (
     sync_server,
 )
 
-from interceptors._capture import Capture, Captured, capture
-from interceptors._chain import compose
-from interceptors._concurrency import ConcurrencyLimit
+from grpc_channel.interceptors._capture import Capture, Captured, capture
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._concurrency import ConcurrencyLimit
 
 MODES = ("wrap", "icpt")
 

@@ -29,10 +29,16 @@ from support_interceptors import (
     wait_until,
 )
 
-from interceptors._chain import Chain, compose
-from interceptors._errors import LocalRpcError
-from interceptors._policy import CallShape, ClientCall, ClientPolicy, ServerCall, ServerPolicy
-from interceptors._run import outcome_code, record_error
+from grpc_channel.interceptors._chain import Chain, compose
+from grpc_channel.interceptors._errors import LocalRpcError
+from grpc_channel.interceptors._policy import (
+    CallShape,
+    ClientCall,
+    ClientPolicy,
+    ServerCall,
+    ServerPolicy,
+)
+from grpc_channel.interceptors._run import outcome_code, record_error
 
 MODES = ("wrap", "icpt")
 
@@ -457,7 +463,7 @@ class Boom(ClientPolicy):
 
 @pytest.mark.parametrize("request_", [b"x", b"abort=UNAVAILABLE"])
 def test_a_raising_finish_hook_never_skips_the_others(request_: bytes) -> None:
-    from interceptors._concurrency import ConcurrencyLimit
+    from grpc_channel.interceptors._concurrency import ConcurrencyLimit
 
     limit = ConcurrencyLimit(1)
     with sync_server(Recorder()) as port, sync_client(port, compose(limit, Boom())) as channel:

@@ -32,10 +32,10 @@ from support_interceptors import (
     wait_until,
 )
 
-from interceptors._chain import compose
-from interceptors._concurrency import ConcurrencyLimit
-from interceptors._limit import AimdLimit, GradientLimit, LimiterState, Waiter
-from interceptors._policy import ClientCall, ClientPolicy
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._concurrency import ConcurrencyLimit
+from grpc_channel.interceptors._limit import AimdLimit, GradientLimit, LimiterState, Waiter
+from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
 
 MODES = ("wrap", "icpt")
 

@@ -21,9 +21,9 @@ from support_interceptors import (
     wait_until,
 )
 
-from interceptors._chain import compose
-from interceptors._concurrency import ConcurrencyLimit
-from interceptors._deadline import Deadline
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._concurrency import ConcurrencyLimit
+from grpc_channel.interceptors._deadline import Deadline
 
 MODES = ("wrap", "icpt")
 

@@ -1,4 +1,5 @@
-"""Reading a call's headers and trailers where grpcio keeps them (interceptors._response_metadata).
+"""Reading a call's headers and trailers where grpcio keeps them
+(grpc_channel.interceptors._response_metadata).
 
 A server sends repeated and binary keys in a known order. The fast path must give exactly those
 pairs in that order, sync and aio; the public path the same pairs; captures made through our sync
@@ -18,9 +19,9 @@ import grpc.aio
 import pytest
 from support_interceptors import METHODS, SHAPES, Recorder, call_aio, call_sync, sync_server
 
-from interceptors._capture import Capture, Captured, capture
-from interceptors._chain import compose
-from interceptors._response_metadata import (
+from grpc_channel.interceptors._capture import Capture, Captured, capture
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._response_metadata import (
     ended_call_metadata,
     read_response_metadata,
     uses_fast_path,

@@ -25,11 +25,11 @@ from support_interceptors import (
     sync_server,
 )
 
-from interceptors._chain import compose
-from interceptors._deadline import Deadline
-from interceptors._policy import ClientCall, ClientPolicy
-from interceptors._retry import PREVIOUS_ATTEMPTS_HEADER, Backoff, Retry
-from interceptors._token import AppToken
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._deadline import Deadline
+from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
+from grpc_channel.interceptors._retry import PREVIOUS_ATTEMPTS_HEADER, Backoff, Retry
+from grpc_channel.interceptors._token import AppToken
 
 MODES = ("wrap", "icpt")
 _ids = itertools.count()

@@ -21,8 +21,8 @@ from support_interceptors import (
     sync_server,
 )
 
-from interceptors._chain import compose
-from interceptors._token import DEFAULT_SKIP_METHODS, TOKEN_ENV, AppToken, TokenAuth
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._token import DEFAULT_SKIP_METHODS, TOKEN_ENV, AppToken, TokenAuth
 
 MODES = ("wrap", "icpt")
 SECRET = "s3cret-t0ken"

@@ -36,10 +36,10 @@ from support_tracing import (
     wait_until,
 )
 
-from interceptors._chain import compose
-from interceptors._policy import ClientCall, ClientPolicy
-from interceptors._retry import Retry
-from interceptors._tracing import Tracing, TracingSpec
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
+from grpc_channel.interceptors._retry import Retry
+from grpc_channel.interceptors._tracing import Tracing, TracingSpec
 
 W3C = TraceContextTextMapPropagator()
 

@@ -24,10 +24,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from support_interceptors import aio_client, sync_client
 from support_tracing import UNARY, Recorder, aio_server, call_aio, call_sync, sync_server
 
-from interceptors._chain import compose
-from interceptors._lean_spans import LeanSpan, LeanTracer
-from interceptors._policy import ClientCall, ClientPolicy
-from interceptors._tracing import Tracing, TracingSpec, TracingSpecError
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._lean_spans import LeanSpan, LeanTracer
+from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
+from grpc_channel.interceptors._tracing import Tracing, TracingSpec, TracingSpecError
 
 W3C = TraceContextTextMapPropagator()
 ROOT = SpanContext(0, 0, False)  # invalid: "no parent"
@@ -207,7 +207,7 @@ def test_nothing_changes_after_end_and_end_exports_once(
     span = _span(_tracer(processor))
     span.end()
     assert not span.is_recording()
-    with caplog.at_level(logging.WARNING, logger="interceptors"):
+    with caplog.at_level(logging.WARNING, logger="grpc_channel.interceptors"):
         span.set_attribute("late", 1)
         span.add_event("late")
         span.set_status(StatusCode.ERROR)
@@ -262,7 +262,7 @@ def test_links_without_context_or_attributes_are_skipped(processor: Recording) -
 
 def test_a_failing_processor_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     span = _span(_tracer(Failing()))
-    with caplog.at_level(logging.ERROR, logger="interceptors"):
+    with caplog.at_level(logging.ERROR, logger="grpc_channel.interceptors"):
         span.end()
     assert any("failed on_end" in r.getMessage() for r in caplog.records)
 

@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from interceptors._policy import CallShape, ClientCall
-from interceptors._tracing import (
+from grpc_channel.interceptors._policy import CallShape, ClientCall
+from grpc_channel.interceptors._tracing import (
     GRPC_METADATA_GETTER,
     GRPC_METADATA_SETTER,
     Tracing,
@@ -414,7 +414,7 @@ def test_tracings_sharing_a_meter_provider_all_count() -> None:
 
 
 def test_durations_beyond_the_buffer_are_recorded_inline(monkeypatch: pytest.MonkeyPatch) -> None:
-    import interceptors._tracing as tracing_module
+    import grpc_channel.interceptors._tracing as tracing_module
 
     monkeypatch.setattr(tracing_module, "_BUFFER_MAX", 8)
     reader = InMemoryMetricReader()

@@ -13,6 +13,7 @@ from google.protobuf import any_pb2, wrappers_pb2
 from google.rpc import error_details_pb2, status_pb2
 from support_metadata import FAIL, FAIL_MESSAGE, PLAIN, bad_request_detail, echo_server
 
+from grpc_channel.interceptors._errors import LocalRpcError
 from grpc_channel.invoke import (
     PROTOBUF_CONTENT_TYPE,
     APIVersion,
@@ -25,7 +26,6 @@ from grpc_channel.invoke import (
 )
 from grpc_channel.metadata import Metadata, MetadataError
 from grpc_channel.v1 import common_pb2, internals_pb2
-from interceptors._errors import LocalRpcError
 
 # --- request ----------------------------------------------------------------------------------
 

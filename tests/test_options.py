@@ -283,7 +283,7 @@ _REFUSALS: list[tuple[Any, str]] = [
     ),
     (
         lambda: _o.with_tracing("on"),
-        "with_tracing: got 'str'; pass an interceptors.TracingSpec or None",
+        "with_tracing: got 'str'; pass an grpc_channel.interceptors.TracingSpec or None",
     ),
     (
         lambda: _o.fold_dial_options(_o.timeout(1)),
@@ -541,7 +541,7 @@ def test_with_tracing_opens_client_spans() -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from interceptors._tracing import TracingSpec
+    from grpc_channel.interceptors._tracing import TracingSpec
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

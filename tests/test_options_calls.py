@@ -16,6 +16,7 @@ from support_options import echo_modules, serve
 
 from grpc_channel._engine import AsyncEngine, CallPlan, SyncEngine
 from grpc_channel.encoding import get_codec
+from grpc_channel.interceptors._errors import LocalRpcError
 from grpc_channel.metadata import Metadata, outgoing_metadata
 from grpc_channel.options import (
     CallInfo,
@@ -36,7 +37,6 @@ from grpc_channel.options import (
     wait_for_ready,
 )
 from grpc_channel.stubs import wrap
-from interceptors._errors import LocalRpcError
 
 AIO = [pytest.param(False, id="sync"), pytest.param(True, id="aio")]
 

@@ -42,10 +42,10 @@ from grpc_channel import (
 from grpc_channel._async_channel import AsyncChannel
 from grpc_channel._async_channel import dial as aio_dial
 from grpc_channel._engine import Shape
-from interceptors import BoundedCache, Tracing, TracingSpec, compose
-from interceptors._bounded import DEFAULT_CACHE_CAPACITY
-from interceptors._policy import CallShape, ClientCall, ServerCall
-from interceptors._wrapped_channel import KEYS_PER_METHOD
+from grpc_channel.interceptors import BoundedCache, Tracing, TracingSpec, compose
+from grpc_channel.interceptors._bounded import DEFAULT_CACHE_CAPACITY
+from grpc_channel.interceptors._policy import CallShape, ClientCall, ServerCall
+from grpc_channel.interceptors._wrapped_channel import KEYS_PER_METHOD
 
 SMALL = 8  # the bound these tests set; EXTRA paths past it force evictions
 EXTRA = 3 * SMALL

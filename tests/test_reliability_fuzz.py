@@ -28,10 +28,10 @@ import grpc_channel.options as o
 from grpc_channel import aio
 from grpc_channel._channel_core import with_raise_errors
 from grpc_channel.channel import Channel, dial
+from grpc_channel.interceptors import Deadline
 from grpc_channel.invoke import InvokeError, InvokeMethodRequest
 from grpc_channel.metadata import Metadata, MetadataError, internal_to_grpc
 from grpc_channel.options import OptionError
-from interceptors import Deadline
 
 pytestmark = pytest.mark.timeout(120)
 

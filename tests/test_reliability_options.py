@@ -24,6 +24,8 @@ from support_tracing import Telemetry
 
 from grpc_channel import aio, wrap
 from grpc_channel.channel import Channel, dial
+from grpc_channel.interceptors import AppToken, Deadline, TokenAuth, compose
+from grpc_channel.interceptors._tracing import TracingSpec
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.metadata import (
     REDACTED,
@@ -58,8 +60,6 @@ from grpc_channel.options import (
     with_tracing,
     with_user_agent,
 )
-from interceptors import AppToken, Deadline, TokenAuth, compose
-from interceptors._tracing import TracingSpec
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -430,7 +430,9 @@ class _Records(logging.Handler):
 
 def test_secrets_are_not_logged_at_debug(own_app: OwnApp) -> None:
     handler = _Records()
-    loggers = [logging.getLogger(name) for name in ("grpc_channel", "interceptors", "")]
+    loggers = [
+        logging.getLogger(name) for name in ("grpc_channel", "grpc_channel.interceptors", "")
+    ]
     saved = [(lg, lg.level) for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)

@@ -43,13 +43,13 @@ from support_interceptors import (
 from support_tracing import Telemetry
 
 from grpc_channel.channel import Channel
+from grpc_channel.interceptors._chain import compose
+from grpc_channel.interceptors._concurrency import ConcurrencyLimit
+from grpc_channel.interceptors._limit import AimdLimit
+from grpc_channel.interceptors._tracing import Tracing, TracingSpec
 from grpc_channel.invoke import InvokeMethodRequest
 from grpc_channel.metadata import Metadata
 from grpc_channel.options import header, timeout, with_max_concurrency
-from interceptors._chain import compose
-from interceptors._concurrency import ConcurrencyLimit
-from interceptors._limit import AimdLimit
-from interceptors._tracing import Tracing, TracingSpec
 
 OK = grpc.StatusCode.OK
 CANCELLED = grpc.StatusCode.CANCELLED

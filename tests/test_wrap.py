@@ -11,6 +11,7 @@ import pytest
 from support_options import echo_modules, serve
 
 from grpc_channel.encoding import get_codec
+from grpc_channel.interceptors._errors import LocalRpcError
 from grpc_channel.metadata import Metadata
 from grpc_channel.options import (
     CallInfo,
@@ -27,7 +28,6 @@ from grpc_channel.options import (
     trailer,
 )
 from grpc_channel.stubs import stub_methods, wrap
-from interceptors._errors import LocalRpcError
 
 AIO = [pytest.param(False, id="sync"), pytest.param(True, id="aio")]
 
@@ -244,9 +244,9 @@ def test_default_codec_option_applies_to_class_wrapped_stub() -> None:
 
 @pytest.mark.parametrize("aio", AIO)
 def test_wrap_over_a_composed_policy_channel(aio: bool) -> None:
-    """wrap() on a channel wrapped by interceptors.compose(...): both layers apply."""
-    from interceptors._chain import compose
-    from interceptors._token import AppToken
+    """wrap() on a channel wrapped by grpc_channel.interceptors.compose(...): both layers apply."""
+    from grpc_channel.interceptors._chain import compose
+    from grpc_channel.interceptors._token import AppToken
 
     pb2, pb2_grpc = echo_modules()
     chain = compose(AppToken("tok"))
