@@ -129,15 +129,24 @@ def _check_str(name: str, value: object) -> str:
     """A str protobuf can carry: protobuf strings are UTF-8, so lone surrogates are refused."""
     if not isinstance(value, str):
         raise InvokeError(f"{name} must be str, got {type(value).__name__}")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvokeError(
-                f"{name} must be valid Unicode text (protobuf strings are UTF-8); the character"
-                f" at position {exc.start} is a lone surrogate"
-            ) from None
+    at = _lone_surrogate(value)
+    if at is not None:
+        raise InvokeError(
+            f"{name} must be valid Unicode text (protobuf strings are UTF-8); the character"
+            f" at position {at} is a lone surrogate"
+        )
     return value
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a lone surrogate (which UTF-8 cannot encode), or ``None``."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def check_method_path(method: object) -> str:
@@ -154,14 +163,12 @@ def check_method_path(method: object) -> str:
         raise ValueError(
             f"method must be a full method path like '/pkg.Service/Method', got {method!r}"
         )
-    if not method.isascii():
-        try:
-            method.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(
-                f"method must be valid Unicode (grpcio sends the path as UTF-8), got {method!r}:"
-                f" the character at position {exc.start} is a lone surrogate"
-            ) from None
+    at = _lone_surrogate(method)
+    if at is not None:
+        raise ValueError(
+            f"method must be valid Unicode (grpcio sends the path as UTF-8), got {method!r}:"
+            f" the character at position {at} is a lone surrogate"
+        )
     return method
 
 
