@@ -3,7 +3,7 @@ open-loop runner with interleaved rounds and worker processes, and reports (tabl
 
 From the command line: ``grpc-channel bench`` (or ``python -m grpc_channel.bench``). From Python::
 
-    from . import LoadSpec, format_table, invoke_target, plan_arms, run
+    from grpc_channel.bench import LoadSpec, format_table, invoke_target, plan_arms, run
     from grpc_channel.demo import start_demo
 
     port, app = start_demo()
@@ -13,6 +13,7 @@ From the command line: ``grpc-channel bench`` (or ``python -m grpc_channel.bench
     print(format_table(result))
 """
 
+from . import ours
 from .histogram import Histogram, HistogramError
 from .report import format_table, to_csv, to_html, to_json, write_reports
 from .runner import (
@@ -45,6 +46,12 @@ from .variants import (
     registered_variants,
     unregister,
 )
+
+# The registry does not import its plug-ins: the package registers this project's variants, once,
+# after the bare grpcio built-ins (worker processes import the package too, so they see the same).
+for _variant in ours.variants():
+    register(_variant)
+del _variant
 
 __all__ = [
     "Arm",

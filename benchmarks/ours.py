@@ -43,7 +43,7 @@ needs, so a missing or broken module only makes its variants unavailable (with t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import grpc
 import grpc.aio
@@ -56,11 +56,13 @@ from .variants import (
     VariantSettings,
     aio_unary,
     channel_options,
-    register,
     sync_unary,
 )
 
-__all__ = ["AIO_CHANNEL_BASELINE", "AIO_SAME_WORK", "CHANNEL_BASELINE", "SAME_WORK"]
+if TYPE_CHECKING:  # project code is imported inside the factories only
+    from grpc_channel.interceptors import MetadataPairs
+
+__all__ = ["AIO_CHANNEL_BASELINE", "AIO_SAME_WORK", "CHANNEL_BASELINE", "SAME_WORK", "variants"]
 
 CHANNEL_BASELINE = "grpc-sync-invoke"
 """The sync Channel variants' baseline: a bare stub sending what ``invoke_method`` sends."""
@@ -70,23 +72,16 @@ SAME_WORK = "grpc-sync-same-work"
 """The sync bare stub that also reads headers and trailers (grpcio's share of capture)."""
 AIO_SAME_WORK = "grpc-aio-same-work"
 
-_POLICY_MODULES = (
-    "grpc_channel.interceptors._chain",
-    "grpc_channel.interceptors._token",
-    "grpc_channel.interceptors._concurrency",
-    "grpc_channel.interceptors._capture",
-)
+# What each family imports (public modules only), checked before a variant is offered.
+_POLICY_MODULES = ("grpc_channel.interceptors",)
 _TRACING_MODULES = (
-    "grpc_channel.interceptors._tracing",
+    "grpc_channel.interceptors",
     "opentelemetry.sdk.trace",
     "opentelemetry.sdk.metrics",
 )
-_CHANNEL_MODULES = ("grpc_channel.channel", "grpc_channel.invoke", "grpc_channel.options")
-_AIO_CHANNEL_MODULES = (
-    "grpc_channel._async_channel",
-    "grpc_channel.invoke",
-    "grpc_channel.options",
-)
+_OPTION_MODULES = ("grpc_channel.call_options", "grpc_channel.dial_options")
+_CHANNEL_MODULES = ("grpc_channel.channel", "grpc_channel.invoke", *_OPTION_MODULES)
+_AIO_CHANNEL_MODULES = ("grpc_channel.aio", "grpc_channel.invoke", *_OPTION_MODULES)
 
 
 #: Tracing modes of a variant: none, SDK tracer provider, lean span path.
@@ -124,7 +119,7 @@ class _Telemetry:
         self.meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
 
     def spec(self) -> Any:
-        from grpc_channel.interceptors._tracing import TracingSpec
+        from grpc_channel.interceptors import TracingSpec
 
         if self.tracer_provider is not None:
             return TracingSpec(
@@ -145,14 +140,11 @@ def _telemetry(mode: Tracing) -> _Telemetry | None:
 
 
 def _chain(target: Target, settings: VariantSettings, telemetry: _Telemetry | None) -> Any:
-    from grpc_channel.interceptors._capture import Capture, Captured
-    from grpc_channel.interceptors._chain import compose
-    from grpc_channel.interceptors._concurrency import ConcurrencyLimit
-    from grpc_channel.interceptors._token import AppToken
+    from grpc_channel.interceptors import AppToken, Capture, Captured, ConcurrencyLimit, compose
 
     policies: list[Any] = []
     if telemetry is not None:
-        from grpc_channel.interceptors._tracing import Tracing
+        from grpc_channel.interceptors import Tracing
 
         policies.append(Tracing(telemetry.spec(), target=target.address))
     policies += [
@@ -234,14 +226,14 @@ def _invoke_parts(
     target: Target, settings: VariantSettings, telemetry: _Telemetry | None
 ) -> tuple[Any, list[Any], list[Any]]:
     """A request builder, the dial options and the call options of the Channel variants."""
-    from grpc_channel.invoke import InvokeMethodRequest
-    from grpc_channel.options import (
-        timeout,
+    from grpc_channel.call_options import timeout
+    from grpc_channel.dial_options import (
         with_app_token,
         with_channel_args,
         with_max_concurrency,
         with_tracing,
     )
+    from grpc_channel.invoke import InvokeMethodRequest
 
     spec = target.invoke
     assert spec is not None
@@ -320,7 +312,7 @@ def _needs_types(target: Target) -> str | None:
 
 def _bare_invoke_parts(
     target: Target, settings: VariantSettings
-) -> tuple[Callable[[], Any], tuple[tuple[str, str | bytes], ...], Any, Any]:
+) -> tuple[Callable[[], Any], MetadataPairs, Any, Any]:
     """What a bare OnInvoke stub needs to send exactly what ``invoke_method`` sends.
 
     Returns a per-call request builder (an ``InvokeRequest`` with the method, content type and data
@@ -418,7 +410,7 @@ def _bare_invoke_aio(same_work: bool) -> Callable[[Target, VariantSettings], Any
 def _channel(tracing: Tracing) -> Callable[[Target, VariantSettings], SyncCaller]:
     def factory(target: Target, settings: VariantSettings) -> SyncCaller:
         from grpc_channel.channel import dial
-        from grpc_channel.options import with_insecure
+        from grpc_channel.dial_options import with_insecure
 
         telemetry = _telemetry(tracing)
         request, dial_options, call_options = _invoke_parts(target, settings, telemetry)
@@ -441,8 +433,8 @@ def _channel(tracing: Tracing) -> Callable[[Target, VariantSettings], SyncCaller
 
 def _channel_aio(tracing: Tracing) -> Callable[[Target, VariantSettings], Any]:
     async def factory(target: Target, settings: VariantSettings) -> AsyncCaller:
-        from grpc_channel._async_channel import dial
-        from grpc_channel.options import with_insecure
+        from grpc_channel.aio import dial
+        from grpc_channel.dial_options import with_insecure
 
         telemetry = _telemetry(tracing)
         request, dial_options, call_options = _invoke_parts(target, settings, telemetry)
@@ -471,18 +463,20 @@ _BARE_INVOKE = "bare grpcio stub, the same InvokeRequest and metadata as invoke_
 _SAME_WORK = "the same, plus grpcio's share of capture (reads headers and trailers)"
 
 
-def _register_all() -> None:
+def variants() -> list[Variant]:
+    """Our variants, in the order the report lists them (registered by ``grpc_channel.bench``)."""
+    out: list[Variant] = []
     about = "bare stub sending the token and reading headers and trailers by hand"
-    register(
+    out.append(
         Variant("grpc-sync-by-hand", f"{about} (sync)", sync_factory=_by_hand, applies=_needs_types)
     )
-    register(
+    out.append(
         Variant(
             "grpc-aio-by-hand", f"{about} (aio)", aio_factory=_by_hand_aio, applies=_needs_types
         )
     )
     for name, same_work in ((CHANNEL_BASELINE, False), (SAME_WORK, True)):
-        register(
+        out.append(
             Variant(
                 name,
                 f"{_SAME_WORK if same_work else _BARE_INVOKE} (sync)",
@@ -492,7 +486,7 @@ def _register_all() -> None:
             )
         )
     for name, same_work in ((AIO_CHANNEL_BASELINE, False), (AIO_SAME_WORK, True)):
-        register(
+        out.append(
             Variant(
                 name,
                 f"{_SAME_WORK if same_work else _BARE_INVOKE} (aio)",
@@ -505,7 +499,8 @@ def _register_all() -> None:
     for aio in (False, True):
         for family in _FAMILIES:
             for tracing in family.modes:
-                register(family.variant(aio, tracing))
+                out.append(family.variant(aio, tracing))
+    return out
 
 
 class _Family:
@@ -576,6 +571,3 @@ _FAMILIES = (
         baselines=(CHANNEL_BASELINE, AIO_CHANNEL_BASELINE),
     ),
 )
-
-
-_register_all()

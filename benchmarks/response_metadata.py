@@ -26,7 +26,7 @@ from google.protobuf import any_pb2
 
 from grpc_channel.appcallback import ON_INVOKE
 from grpc_channel.demo import start_demo
-from grpc_channel.interceptors._response_metadata import ended_call_metadata, read_response_metadata
+from grpc_channel.interceptors import ended_call_metadata, read_response_metadata
 from grpc_channel.v1 import common_pb2
 
 _REQUEST = common_pb2.InvokeRequest(

@@ -13,8 +13,9 @@ OnInvoke target) report why through ``unavailable`` and are skipped, never half-
 
 Built in here: ``grpc-sync`` (bare sync stub: ``unary_unary`` with the message classes),
 ``grpc-sync-raw`` (generic raw-bytes ``unary_unary``), ``grpc-aio`` and ``grpc-aio-raw`` (the same
-on ``grpc.aio``). ``grpc_channel.bench.ours`` registers the variants over this project's
-interceptors and Channel; ``register`` adds your own.
+on ``grpc.aio``). The variants over this project's interceptors and Channel are built by
+``grpc_channel.bench.ours`` and registered by the package (``grpc_channel.bench``), so this registry
+never imports its plug-ins; ``register`` adds your own.
 """
 
 from __future__ import annotations
@@ -155,12 +156,10 @@ def unregister(name: str) -> None:
 def registered_variants() -> list[Variant]:
     """Every registered variant, in registration order (built-ins and ``grpc_channel.bench.ours``
     first)."""
-    _load_ours()
     return list(_REGISTRY.values())
 
 
 def get_variant(name: str) -> Variant:
-    _load_ours()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -211,11 +210,6 @@ def probe(variant: Variant, target: Target) -> str | None:
     except Exception as exc:
         return f"could not be built: {type(exc).__name__}: {exc}"
     return None
-
-
-def _load_ours() -> None:
-    # Imported on first use, not at import time: ours imports this module to register.
-    importlib.import_module("grpc_channel.bench.ours")
 
 
 def channel_options() -> list[tuple[str, int]]:

@@ -1,133 +1,54 @@
 """grpc-channel: grpc-go style options and a Dapr-style app channel for Python gRPC.
 
-Everything public is importable from here; the asyncio channel lives in :mod:`grpc_channel.aio`.
-The stand-alone interceptors are the sibling package :mod:`interceptors`.
+The root exports what everyday code needs; everything else lives in its module, each owning one
+concept and listing its names in ``__all__``:
 
-- :func:`dial` / :class:`Channel`: invoke an app's ``AppCallback`` service (see :mod:`.channel`).
-- ``with_*`` dial options and call options such as :func:`header`, :func:`trailer`,
-  :func:`timeout` (see :mod:`.options`).
-- :class:`Metadata` and Dapr's metadata conversion (see :mod:`.metadata`).
-- :class:`InvokeMethodRequest` / :class:`InvokeMethodResponse` (see :mod:`.invoke`).
-- :func:`wrap`: call options on a generated stub you already have (see :mod:`.stubs`).
-- Codecs and compressors (see :mod:`.encoding`).
+- :func:`dial` / :class:`Channel` (:mod:`.channel`); the asyncio channel is :mod:`grpc_channel.aio`.
+- every ``with_*`` dial option (:mod:`.dial_options`, with the option record classes,
+  ``DialSettings`` and ``fold_dial_options``) and every call option such as :func:`header`,
+  :func:`trailer`, :func:`timeout` (:mod:`.call_options`, with their record classes and
+  ``CallInfo``).
+- :class:`Metadata` (:mod:`.metadata`: also Dapr's metadata conversion and the context metadata).
+- :class:`InvokeMethodRequest` / :class:`InvokeMethodResponse` and what builds and reads them
+  (:mod:`.invoke`).
+- :func:`wrap`: call options on a generated stub you already have (:mod:`.stubs`).
+- the errors the above raise.
+
+Elsewhere: library defaults and option checks (:mod:`.defaults`), per-RPC credentials
+(:mod:`.credentials`), opening grpcio channels from settings (:mod:`.dialing`), codecs and
+compressors (:mod:`.encoding`), and the stand-alone interceptors (:mod:`grpc_channel.interceptors`).
 """
 
 from __future__ import annotations
 
-from grpc_channel.channel import (
-    AppChannel,
-    AppNotReadyError,
-    AsyncAppChannel,
-    Channel,
-    RaiseErrorsDialOption,
-    SyncAppChannel,
-    dial,
-    with_raise_errors,
-)
-from grpc_channel.encoding import (
-    COMPRESSORS,
-    Codec,
-    EncodingError,
-    JsonCodec,
-    ProtoCodec,
-    RawCodec,
-    codec_names,
-    get_codec,
-    get_compressor,
-    register_codec,
-)
-from grpc_channel.invoke import (
-    PROTOBUF_CONTENT_TYPE,
-    APIVersion,
-    HeadersInput,
-    HTTPVerb,
-    InvokeError,
-    InvokeMethodRequest,
-    InvokeMethodResponse,
-    InvokeStatus,
-    InvokeStatusError,
-)
-from grpc_channel.metadata import (
-    HTTP_PERMANENT_HEADERS,
-    RESERVED_KEYS,
-    Metadata,
-    MetadataError,
-    MetadataInput,
-    MetadataScope,
-    MetadataValue,
-    append_to_outgoing,
-    from_incoming,
-    from_outgoing,
-    grpc_to_internal,
-    incoming_metadata,
-    internal_to_grpc,
-    outgoing_metadata,
-    outgoing_pairs,
-)
-from grpc_channel.options import (
-    DEFAULTS,
-    AppTokenDialOption,
-    AuthorityDialOption,
-    BackoffConfig,
-    BlockDialOption,
-    CallInfo,
+from grpc_channel.call_options import (
     CallOption,
-    ChannelArgsDialOption,
-    ChannelCredentialsDialOption,
-    CodecDialOption,
-    CompressorCallOption,
-    CompressorDialOption,
-    ConnectParams,
-    ConnectParamsDialOption,
-    ContentSubtypeCallOption,
-    DefaultCallOptionsDialOption,
-    Defaults,
-    DefaultServiceConfigDialOption,
-    DialOption,
-    DialSettings,
-    DialTimeoutError,
-    DisableRetryDialOption,
-    ForceCodecCallOption,
-    HeaderCallOption,
-    InsecureDialOption,
-    KeepaliveDialOption,
-    KeepaliveParams,
-    MaxConcurrencyDialOption,
-    MaxRecvMsgSizeCallOption,
-    MaxRecvMsgSizeDialOption,
-    MaxSendMsgSizeCallOption,
-    MaxSendMsgSizeDialOption,
-    MetadataCallOption,
-    OnFinishCallOption,
-    OptionError,
     Peer,
-    PeerCallOption,
-    PerRPCCredentials,
-    PerRPCCredsCallOption,
-    PerRPCCredsDialOption,
-    StreamInterceptorDialOption,
-    TimeoutCallOption,
-    TracingDialOption,
-    TrailerCallOption,
-    UnaryInterceptorDialOption,
-    UserAgentDialOption,
-    WaitForReadyCallOption,
     call_content_subtype,
     call_metadata,
-    fold_dial_options,
     force_codec,
     header,
     max_call_recv_msg_size,
     max_call_send_msg_size,
     on_finish,
-    open_aio_channel,
-    open_channel,
     peer,
     per_rpc_credentials,
     timeout,
     trailer,
     use_compressor,
     wait_for_ready,
+)
+from grpc_channel.channel import (
+    AppNotReadyError,
+    Channel,
+    dial,
+    with_raise_errors,
+)
+from grpc_channel.defaults import (
+    OptionError,
+)
+from grpc_channel.dial_options import (
+    DialOption,
     with_app_token,
     with_authority,
     with_block,
@@ -152,115 +73,57 @@ from grpc_channel.options import (
     with_unary_interceptor,
     with_user_agent,
 )
+from grpc_channel.dialing import (
+    DialTimeoutError,
+)
+from grpc_channel.encoding import (
+    EncodingError,
+)
+from grpc_channel.invoke import (
+    APIVersion,
+    HTTPVerb,
+    InvokeError,
+    InvokeMethodRequest,
+    InvokeMethodResponse,
+    InvokeStatus,
+    InvokeStatusError,
+)
+from grpc_channel.metadata import (
+    Metadata,
+    MetadataError,
+)
 from grpc_channel.stubs import (
-    WrappedStub,
-    stub_methods,
     wrap,
 )
 
 __all__ = [
-    "COMPRESSORS",
-    "DEFAULTS",
-    "HTTP_PERMANENT_HEADERS",
-    "PROTOBUF_CONTENT_TYPE",
-    "RESERVED_KEYS",
     "APIVersion",
-    "AppChannel",
     "AppNotReadyError",
-    "AppTokenDialOption",
-    "AsyncAppChannel",
-    "AuthorityDialOption",
-    "BackoffConfig",
-    "BlockDialOption",
-    "CallInfo",
     "CallOption",
     "Channel",
-    "ChannelArgsDialOption",
-    "ChannelCredentialsDialOption",
-    "Codec",
-    "CodecDialOption",
-    "CompressorCallOption",
-    "CompressorDialOption",
-    "ConnectParams",
-    "ConnectParamsDialOption",
-    "ContentSubtypeCallOption",
-    "DefaultCallOptionsDialOption",
-    "DefaultServiceConfigDialOption",
-    "Defaults",
     "DialOption",
-    "DialSettings",
     "DialTimeoutError",
-    "DisableRetryDialOption",
     "EncodingError",
-    "ForceCodecCallOption",
     "HTTPVerb",
-    "HeaderCallOption",
-    "HeadersInput",
-    "InsecureDialOption",
     "InvokeError",
     "InvokeMethodRequest",
     "InvokeMethodResponse",
     "InvokeStatus",
     "InvokeStatusError",
-    "JsonCodec",
-    "KeepaliveDialOption",
-    "KeepaliveParams",
-    "MaxConcurrencyDialOption",
-    "MaxRecvMsgSizeCallOption",
-    "MaxRecvMsgSizeDialOption",
-    "MaxSendMsgSizeCallOption",
-    "MaxSendMsgSizeDialOption",
     "Metadata",
-    "MetadataCallOption",
     "MetadataError",
-    "MetadataInput",
-    "MetadataScope",
-    "MetadataValue",
-    "OnFinishCallOption",
     "OptionError",
     "Peer",
-    "PeerCallOption",
-    "PerRPCCredentials",
-    "PerRPCCredsCallOption",
-    "PerRPCCredsDialOption",
-    "ProtoCodec",
-    "RaiseErrorsDialOption",
-    "RawCodec",
-    "StreamInterceptorDialOption",
-    "SyncAppChannel",
-    "TimeoutCallOption",
-    "TracingDialOption",
-    "TrailerCallOption",
-    "UnaryInterceptorDialOption",
-    "UserAgentDialOption",
-    "WaitForReadyCallOption",
-    "WrappedStub",
-    "append_to_outgoing",
     "call_content_subtype",
     "call_metadata",
-    "codec_names",
     "dial",
-    "fold_dial_options",
     "force_codec",
-    "from_incoming",
-    "from_outgoing",
-    "get_codec",
-    "get_compressor",
-    "grpc_to_internal",
     "header",
-    "incoming_metadata",
-    "internal_to_grpc",
     "max_call_recv_msg_size",
     "max_call_send_msg_size",
     "on_finish",
-    "open_aio_channel",
-    "open_channel",
-    "outgoing_metadata",
-    "outgoing_pairs",
     "peer",
     "per_rpc_credentials",
-    "register_codec",
-    "stub_methods",
     "timeout",
     "trailer",
     "use_compressor",

@@ -5,7 +5,7 @@ semantics (see that module), and coroutines for the I/O::
 
     from grpc_channel import aio
     from grpc_channel.invoke import InvokeMethodRequest
-    from grpc_channel.options import with_insecure, with_max_concurrency
+    from grpc_channel.dial_options import with_insecure, with_max_concurrency
 
     async with aio.dial("127.0.0.1:50001", with_insecure(), with_max_concurrency(8)) as app:
         await app.wait_until_ready(10)
@@ -38,24 +38,21 @@ from google.protobuf.message import Message
 from grpc_channel import _channel_core as core
 from grpc_channel._channel_core import AsyncAppChannel
 from grpc_channel._engine import AsyncEngine, CallPlan, Route
-from grpc_channel.interceptors import BoundedCache
-from grpc_channel.interceptors._client_aio import AioUnaryUnaryCall, WrappedAioChannel
-from grpc_channel.interceptors._concurrency import ConcurrencyLimit
-from grpc_channel.interceptors._response_metadata import read_response_metadata
-from grpc_channel.interceptors._run import outcome_code, time_left
+from grpc_channel.call_options import CallOption, header, timeout, trailer, wait_for_ready
+from grpc_channel.dial_options import DialOption, fold_dial_options, with_insecure
+from grpc_channel.dialing import open_aio_channel
+from grpc_channel.interceptors import (
+    AioUnaryUnaryCall,
+    BoundedCache,
+    ConcurrencyLimit,
+    MetadataPairs,
+    WrappedAioChannel,
+    outcome_code,
+    read_response_metadata,
+    time_left,
+)
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.metadata import Metadata
-from grpc_channel.options import (
-    CallOption,
-    DialOption,
-    fold_dial_options,
-    header,
-    open_aio_channel,
-    timeout,
-    trailer,
-    wait_for_ready,
-    with_insecure,
-)
 from grpc_channel.v1 import common_pb2
 
 __all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
@@ -181,7 +178,7 @@ class AsyncChannel:
                 call = self._invoke_mc(
                     request.to_invoke_request(),
                     timeout=core.fast_timeout(call_options, plan.template.timeout),
-                    metadata=core.call_metadata(request, plan.template.metadata) or None,
+                    metadata=core.call_pairs(request, plan.template.metadata) or None,
                     **plan.fast_kwargs,
                 )
                 reply = await call
@@ -195,7 +192,7 @@ class AsyncChannel:
                 self._invoke_route,
                 request.to_invoke_request(),
                 (*call_options, header(headers), trailer(trailers), core.TOKEN_GUARD),
-                metadata=core.outgoing_metadata(request),
+                metadata=core.request_pairs(request),
             )
         except grpc.RpcError as error:
             return self._failure(error)
@@ -216,7 +213,7 @@ class AsyncChannel:
         direct: core.DirectInvoke,
         message: common_pb2.InvokeRequest,
         timeout: float | None,
-        metadata: tuple[tuple[str, str | bytes], ...],
+        metadata: MetadataPairs,
     ) -> InvokeMethodResponse:
         """``OnInvoke`` through the channel's limit run inline (see
         :func:`~grpc_channel._channel_core.direct_invoke`), ``metadata`` already carrying its

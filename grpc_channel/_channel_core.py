@@ -18,7 +18,7 @@ What lives here:
 - the wire format of the two AppCallback methods: always protobuf, whatever codec the channel is
   dialled with (:func:`invoke_route`, :func:`health_route`);
 - the token rule: the app only ever receives the channel's own ``dapr-api-token`` (or none); one
-  from any other metadata source is dropped (:func:`call_metadata`, :data:`TOKEN_GUARD`);
+  from any other metadata source is dropped (:func:`call_pairs`, :data:`TOKEN_GUARD`);
 - local refusals (closed channel, unsupported API version) run the call's hooks like any failed
   call (:func:`refuse`, :func:`refused`);
 - the readiness rules of ``wait_until_ready`` (:class:`ReadyWait`) and the :class:`AppChannel`
@@ -38,7 +38,6 @@ from google.protobuf import empty_pb2
 from grpc_channel._engine import (
     CallPlan,
     Route,
-    Shape,
     begin,
     closed_error,
     closed_failure,
@@ -46,28 +45,25 @@ from grpc_channel._engine import (
     failed,
 )
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
+from grpc_channel.call_options import CallInfo, CallOption, TimeoutCallOption, force_codec
+from grpc_channel.defaults import OptionError
+from grpc_channel.dial_options import AppTokenDialOption, DialOption, DialSettings, with_app_token
 from grpc_channel.encoding import get_codec
-from grpc_channel.interceptors._chain import Chain, compose
-from grpc_channel.interceptors._client_aio import WrappedAioChannel
-from grpc_channel.interceptors._client_sync import WrappedChannel
-from grpc_channel.interceptors._concurrency import ConcurrencyLimit
-from grpc_channel.interceptors._deadline import check_timeout as deadline_check_timeout
-from grpc_channel.interceptors._errors import LocalRpcError
-from grpc_channel.interceptors._token import AppToken
+from grpc_channel.interceptors import (
+    AppToken,
+    CallShape,
+    Chain,
+    ConcurrencyLimit,
+    LocalRpcError,
+    MetadataPairs,
+    WrappedAioChannel,
+    WrappedChannel,
+    compose,
+)
+from grpc_channel.interceptors import check_timeout as deadline_check_timeout
 from grpc_channel.invoke import APIVersion, InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.invoke import check_method_path as invoke_check_method_path
 from grpc_channel.metadata import outgoing_pairs
-from grpc_channel.options import (
-    AppTokenDialOption,
-    CallInfo,
-    CallOption,
-    DialOption,
-    DialSettings,
-    OptionError,
-    TimeoutCallOption,
-    force_codec,
-    with_app_token,
-)
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
 __all__ = [
@@ -83,7 +79,7 @@ __all__ = [
     "ReadyWait",
     "SyncAppChannel",
     "aio_health_channel",
-    "call_metadata",
+    "call_pairs",
     "call_plan",
     "check_method_path",
     "check_port",
@@ -101,13 +97,13 @@ __all__ = [
     "invoke_options",
     "invoke_route",
     "not_ready_error",
-    "outgoing_metadata",
     "raw_options",
     "raw_route",
     "ready_answer",
     "refuse",
     "refused",
     "reply_response",
+    "request_pairs",
     "split_dial_options",
     "timeout_only",
     "version_error",
@@ -205,7 +201,7 @@ def split_dial_options(
     dial_options: tuple[object, ...],
 ) -> tuple[ChannelOptions, tuple[DialOption, ...]]:
     """Take the app-channel options out of ``dial_options`` (later wins); the rest, in order, is
-    for :func:`~grpc_channel.options.fold_dial_options` (which checks their types).
+    for :func:`~grpc_channel.dial_options.fold_dial_options` (which checks their types).
 
     The app token follows Dapr: without a ``with_app_token(...)`` option, a non-empty
     ``APP_API_TOKEN`` environment variable (read now) is sent; with neither, no token is sent.
@@ -266,7 +262,7 @@ def invoke_route(multicallable: Any) -> Route:
     is refused with an ``OptionError`` that says so."""
     return Route(
         ON_INVOKE,
-        Shape.UNARY_UNARY,
+        CallShape.UNARY_UNARY,
         multicallable,
         raw=False,
         serializer=serialize_invoke_request,
@@ -282,7 +278,7 @@ def health_route(multicallable: Any) -> Route:
     codec, like ``OnInvoke``."""
     return Route(
         HEALTH_CHECK,
-        Shape.UNARY_UNARY,
+        CallShape.UNARY_UNARY,
         multicallable,
         raw=False,
         serializer=serialize_empty,
@@ -296,7 +292,7 @@ def raw_route(method: str, multicallable: Any) -> Route:
     """The engine route of the generic ``invoke`` for bytes: they pass through untouched."""
     return Route(
         method,
-        Shape.UNARY_UNARY,
+        CallShape.UNARY_UNARY,
         multicallable,
         raw=True,
         serializer=_identity,
@@ -348,8 +344,8 @@ def invoke_options(plan: CallPlan, call_options: tuple[CallOption, ...]) -> tupl
 
 
 def without_token(
-    pairs: tuple[tuple[str, str | bytes], ...],
-) -> tuple[tuple[str, str | bytes], ...]:
+    pairs: MetadataPairs,
+) -> MetadataPairs:
     """``pairs`` without any ``dapr-api-token`` (the same tuple when it has none)."""
     for key, _ in pairs:
         if key == TOKEN_HEADER:
@@ -410,12 +406,10 @@ class DirectInvoke:
         )
         self.limit = limit
         self.token = token
-        self.memo: dict[int, tuple[object, tuple[tuple[str, str | bytes], ...]]] = {}
+        self.memo: dict[int, tuple[object, MetadataPairs]] = {}
 
-    def metadata(
-        self, request: InvokeMethodRequest, defaults: tuple[tuple[str, str | bytes], ...]
-    ) -> tuple[tuple[str, str | bytes], ...]:
-        """:func:`call_metadata` with the token stamped (:meth:`AppToken.stamp`), as the chain
+    def metadata(self, request: InvokeMethodRequest, defaults: MetadataPairs) -> MetadataPairs:
+        """:func:`call_pairs` with the token stamped (:meth:`AppToken.stamp`), as the chain
         would send it.
 
         When the context sets no outgoing metadata (the usual case) the result depends only on
@@ -426,14 +420,14 @@ class DirectInvoke:
         """
         token = self.token
         if outgoing_pairs():
-            md = call_metadata(request, defaults)
+            md = call_pairs(request, defaults)
             return md if token is None else token.stamp(md)
         pairs = request.grpc_pairs(True)
         memo = self.memo
         hit = memo.get(id(pairs))
         if hit is not None and hit[0] is pairs:
             return hit[1]
-        md = call_metadata(request, defaults)
+        md = call_pairs(request, defaults)
         if token is not None:
             md = token.stamp(md)
         if len(memo) >= _DIRECT_MEMO_MAX:
@@ -515,7 +509,7 @@ def refused(
     return error_response(answer)
 
 
-def outgoing_metadata(request: InvokeMethodRequest) -> tuple[tuple[str, str | bytes], ...]:
+def request_pairs(request: InvokeMethodRequest) -> MetadataPairs:
     """The request's internal metadata as grpcio metadata pairs, HTTP-header conversion on.
 
     A ``dapr-api-token`` among them is dropped: the app token is the channel's alone. Dapr's
@@ -545,15 +539,13 @@ def reply_response(
     return InvokeMethodResponse.from_reply(reply, headers, trailers)
 
 
-def call_metadata(
-    request: InvokeMethodRequest, defaults: tuple[tuple[str, str | bytes], ...]
-) -> tuple[tuple[str, str | bytes], ...]:
+def call_pairs(request: InvokeMethodRequest, defaults: MetadataPairs) -> MetadataPairs:
     """The metadata of a call made without call options, in the call engine's order: the context's
     outgoing metadata (:func:`grpc_channel.metadata.outgoing_metadata`), the dial-level default
     metadata (``with_default_call_options(metadata(...))``), then the request's converted internal
     metadata. None of them brings a ``dapr-api-token``: the context's is dropped here (a service
     that copies its incoming metadata to the outgoing context must not forward its caller's
-    token), the defaults' by :func:`call_plan` and the request's by :func:`outgoing_metadata`."""
+    token), the defaults' by :func:`call_plan` and the request's by :func:`request_pairs`."""
     md = outgoing_pairs()
     if md:
         for key, _ in md:  # inline: this runs per call when the context sets metadata
@@ -562,7 +554,7 @@ def call_metadata(
                 break
     if defaults:
         md = md + defaults if md else defaults
-    own = outgoing_metadata(request)
+    own = request_pairs(request)
     if own:
         md = md + own if md else own
     return md

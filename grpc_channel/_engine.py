@@ -1,7 +1,7 @@
 """The call engine: runs one call with call options, sync or aio, any of the four shapes.
 
 Used by the Channel (``invoke_method``), the generic ``invoke`` and :func:`grpc_channel.stubs.wrap`.
-The logic is written once, as plain functions over :class:`~grpc_channel.options.CallInfo`:
+The logic is written once, as plain functions over :class:`~grpc_channel.call_options.CallInfo`:
 
 1. :func:`begin` folds library defaults, the dial-level default call options, grpcio-style keywords
    and the per-call options (later wins; metadata accumulates, context metadata first), runs every
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
@@ -32,21 +31,27 @@ from typing import Any, Final
 import grpc
 from google.protobuf.message import Message
 
-from grpc_channel.encoding import Codec
-from grpc_channel.interceptors import BoundedCache
-from grpc_channel.interceptors._errors import LocalRpcError
-from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
-from grpc_channel.interceptors._response_metadata import ended_call_metadata, read_response_metadata
-from grpc_channel.metadata import Metadata, MetadataError, outgoing_pairs
-from grpc_channel.options import (
+from grpc_channel.call_options import (
     CallInfo,
     CallOption,
     ContentSubtypeCallOption,
-    DialSettings,
     ForceCodecCallOption,
-    OptionError,
-    PerRPCCredentials,
 )
+from grpc_channel.credentials import PerRPCCredentials
+from grpc_channel.defaults import OptionError
+from grpc_channel.dial_options import DialSettings
+from grpc_channel.encoding import Codec
+from grpc_channel.interceptors import (
+    BoundedCache,
+    CallShape,
+    ClientCall,
+    ClientPolicy,
+    LocalRpcError,
+    MetadataPairs,
+    ended_call_metadata,
+    read_response_metadata,
+)
+from grpc_channel.metadata import Metadata, MetadataError, outgoing_pairs
 
 __all__ = [
     "AsyncEngine",
@@ -54,7 +59,6 @@ __all__ = [
     "CallPlan",
     "Route",
     "RpcCredentialsPolicy",
-    "Shape",
     "SyncEngine",
     "SyncResponseStream",
     "begin",
@@ -69,7 +73,6 @@ __all__ = [
     "task_cancelling",
 ]
 
-MetadataPairs = tuple[tuple[str, str | bytes], ...]
 _NO_PAIRS: Final[MetadataPairs] = ()
 _OK: Final = grpc.StatusCode.OK
 _EOF: Final[Any] = grpc.aio.EOF  # type: ignore[attr-defined]
@@ -81,15 +84,6 @@ def _log_hook_error(info: CallInfo, hook_error: BaseException | None) -> None:
     # logged rather than lost.
     if hook_error is not None:
         _LOG.error("a call option hook failed after %s ended", info.method, exc_info=hook_error)
-
-
-class Shape(enum.Enum):
-    """The four call shapes (also the name of grpcio's multicallable factory)."""
-
-    UNARY_UNARY = "unary_unary"
-    UNARY_STREAM = "unary_stream"
-    STREAM_UNARY = "stream_unary"
-    STREAM_STREAM = "stream_stream"
 
 
 _context_pairs: Final = outgoing_pairs
@@ -230,7 +224,7 @@ class Route:
     def __init__(
         self,
         method: str,
-        shape: Shape,
+        shape: CallShape,
         mc: Any,
         *,
         raw: bool,
@@ -251,7 +245,9 @@ class Route:
         self.response_type = response_type
 
 
-def codec_route(channel: Any, method: str, shape: Shape, codec: Codec, response_type: Any) -> Route:
+def codec_route(
+    channel: Any, method: str, shape: CallShape, codec: Codec, response_type: Any
+) -> Route:
     """A raw route whose messages ``codec`` encodes and decodes (``response_type`` for decoding)."""
     unmarshal = codec.unmarshal
     return Route(
@@ -615,14 +611,14 @@ def fast_path(
         and credentials is None
         and wait_for_ready is None
         and compression is None
-        and route.shape is Shape.UNARY_UNARY
+        and route.shape is CallShape.UNARY_UNARY
         and route.codec is plan.template.codec
     )
 
 
 def fast_call_args(
     plan: CallPlan, timeout: float | None, metadata: Iterable[tuple[str, str | bytes]] | None
-) -> tuple[float | None, tuple[tuple[str, str | bytes], ...] | None]:
+) -> tuple[float | None, MetadataPairs | None]:
     """The timeout and metadata of a fast-path call: the call's timeout or the plan's; context
     metadata, then the plan's, then the call's (``None`` when there is none)."""
     md = _context_pairs()
@@ -725,9 +721,9 @@ class SyncEngine:
         # Set by the app channel's close(): grpcio's refusals then become CANCELLED.
         self.closed = False
         # Bounded: callers choose the paths (hits read the plain dict, .data).
-        self._routes: BoundedCache[tuple[str, Shape], Route] = BoundedCache()
+        self._routes: BoundedCache[tuple[str, CallShape], Route] = BoundedCache()
 
-    def route(self, method: str, shape: Shape, response_type: Any = None) -> Route:
+    def route(self, method: str, shape: CallShape, response_type: Any = None) -> Route:
         """The cached codec route of ``method`` (created on first use)."""
         key = (method, shape)
         route = self._routes.data.get(key)
@@ -749,9 +745,9 @@ class SyncEngine:
     ) -> Any:
         """Call ``method`` with ``request``; returns the decoded response or raises
         ``grpc.RpcError`` (remote status or local refusal)."""
-        route = self._routes.data.get((method, Shape.UNARY_UNARY))
+        route = self._routes.data.get((method, CallShape.UNARY_UNARY))
         if route is None or route.response_type is not response_type:
-            route = self.route(method, Shape.UNARY_UNARY, response_type)
+            route = self.route(method, CallShape.UNARY_UNARY, response_type)
         return self.call_unary(route, request, options, timeout=timeout, metadata=metadata)
 
     def unary_unary_info(
@@ -766,7 +762,7 @@ class SyncEngine:
         """As :meth:`unary_unary`, but returns the CallInfo (response, code, details, headers,
         trailers, error) instead of raising for a failed call. A refusal by a ``before`` hook,
         and a hook's own exception, still raise."""
-        route = self.route(method, Shape.UNARY_UNARY, response_type)
+        route = self.route(method, CallShape.UNARY_UNARY, response_type)
         info, afters = begin(
             self.plan,
             method,
@@ -827,7 +823,7 @@ class SyncEngine:
     def _run_unary(self, route: Route, request: Any, info: CallInfo, *, capture: bool) -> None:
         requests: _RequestEncoder | None = None
         try:
-            if route.shape is Shape.STREAM_UNARY:
+            if route.shape is CallShape.STREAM_UNARY:
                 requests = _RequestEncoder(route, info, request)
                 data: Any = iter(requests)
             else:
@@ -879,7 +875,7 @@ class SyncEngine:
         )
         requests: _RequestEncoder | None = None
         try:
-            if route.shape is Shape.STREAM_STREAM:
+            if route.shape is CallShape.STREAM_STREAM:
                 requests = _RequestEncoder(route, info, request)
                 data: Any = iter(requests)
             else:
@@ -1015,9 +1011,9 @@ class AsyncEngine:
         # Set by the app channel's close(): grpcio's refusals then become CANCELLED.
         self.closed = False
         # Bounded: callers choose the paths (hits read the plain dict, .data).
-        self._routes: BoundedCache[tuple[str, Shape], Route] = BoundedCache()
+        self._routes: BoundedCache[tuple[str, CallShape], Route] = BoundedCache()
 
-    def route(self, method: str, shape: Shape, response_type: Any = None) -> Route:
+    def route(self, method: str, shape: CallShape, response_type: Any = None) -> Route:
         """The cached codec route of ``method`` (created on first use)."""
         key = (method, shape)
         route = self._routes.data.get(key)
@@ -1036,9 +1032,9 @@ class AsyncEngine:
         metadata: Iterable[tuple[str, str | bytes]] | None = None,
     ) -> Any:
         """Call ``method``; returns the decoded response or raises ``grpc.RpcError``."""
-        route = self._routes.data.get((method, Shape.UNARY_UNARY))
+        route = self._routes.data.get((method, CallShape.UNARY_UNARY))
         if route is None or route.response_type is not response_type:
-            route = self.route(method, Shape.UNARY_UNARY, response_type)
+            route = self.route(method, CallShape.UNARY_UNARY, response_type)
         return await self.call_unary(route, request, options, timeout=timeout, metadata=metadata)
 
     async def unary_unary_info(
@@ -1051,7 +1047,7 @@ class AsyncEngine:
         metadata: Iterable[tuple[str, str | bytes]] | None = None,
     ) -> CallInfo:
         """As :meth:`SyncEngine.unary_unary_info`."""
-        route = self.route(method, Shape.UNARY_UNARY, response_type)
+        route = self.route(method, CallShape.UNARY_UNARY, response_type)
         info, afters = begin(
             self.plan,
             method,
@@ -1111,7 +1107,7 @@ class AsyncEngine:
         requests: _RequestEncoder | None = None
         call: Any = None
         try:
-            if route.shape is Shape.STREAM_UNARY:
+            if route.shape is CallShape.STREAM_UNARY:
                 requests = _RequestEncoder(route, info, request)
                 data: Any = requests
             else:
@@ -1157,7 +1153,7 @@ class AsyncEngine:
         )
         requests: _RequestEncoder | None = None
         try:
-            if route.shape is Shape.STREAM_STREAM:
+            if route.shape is CallShape.STREAM_STREAM:
                 requests = _RequestEncoder(route, info, request)
                 data: Any = requests
             else:

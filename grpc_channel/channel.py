@@ -5,7 +5,7 @@ does, with Dapr's gaps closed::
 
     from grpc_channel.channel import Channel
     from grpc_channel.invoke import InvokeMethodRequest
-    from grpc_channel.options import with_app_token, with_max_concurrency
+    from grpc_channel.dial_options import with_app_token, with_max_concurrency
 
     with Channel.local(50001, with_max_concurrency(8), with_app_token("s3cret")) as app:
         app.wait_until_ready(10)
@@ -69,23 +69,19 @@ from grpc_channel._channel_core import (
     with_raise_errors,
 )
 from grpc_channel._engine import Route, SyncEngine
-from grpc_channel.interceptors import BoundedCache
-from grpc_channel.interceptors._concurrency import ConcurrencyLimit
-from grpc_channel.interceptors._response_metadata import ended_call_metadata
-from grpc_channel.interceptors._run import outcome_code, time_left
+from grpc_channel.call_options import CallOption, header, timeout, trailer, wait_for_ready
+from grpc_channel.dial_options import DialOption, fold_dial_options, with_insecure
+from grpc_channel.dialing import open_channel
+from grpc_channel.interceptors import (
+    BoundedCache,
+    ConcurrencyLimit,
+    MetadataPairs,
+    ended_call_metadata,
+    outcome_code,
+    time_left,
+)
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.metadata import Metadata
-from grpc_channel.options import (
-    CallOption,
-    DialOption,
-    fold_dial_options,
-    header,
-    open_channel,
-    timeout,
-    trailer,
-    wait_for_ready,
-    with_insecure,
-)
 from grpc_channel.v1 import common_pb2
 
 __all__ = [
@@ -227,7 +223,7 @@ class Channel:
                     reply, call = self._invoke_mc.with_call(
                         request.to_invoke_request(),
                         timeout=timeout,
-                        metadata=core.call_metadata(request, plan.template.metadata) or None,
+                        metadata=core.call_pairs(request, plan.template.metadata) or None,
                         **plan.fast_kwargs,
                     )
                 return core.reply_response(reply, *ended_call_metadata(call))
@@ -236,7 +232,7 @@ class Channel:
                 self._invoke_route,
                 request.to_invoke_request(),
                 (*call_options, header(headers), trailer(trailers), core.TOKEN_GUARD),
-                metadata=core.outgoing_metadata(request),
+                metadata=core.request_pairs(request),
             )
         except grpc.RpcError as error:
             return self._failure(error)
@@ -371,7 +367,7 @@ class Channel:
         direct: core.DirectInvoke,
         message: common_pb2.InvokeRequest,
         timeout: float | None,
-        metadata: tuple[tuple[str, str | bytes], ...],
+        metadata: MetadataPairs,
     ) -> tuple[common_pb2.InvokeResponse, Any]:
         """``OnInvoke`` through the channel's limit run inline (see
         :func:`~grpc_channel._channel_core.direct_invoke`), ``metadata`` already carrying its

@@ -47,6 +47,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 from grpc_status import rpc_status
 
+from grpc_channel.interceptors import MetadataPairs
 from grpc_channel.metadata import (
     Metadata,
     MetadataValue,
@@ -229,13 +230,11 @@ def _internal_items(name: str, md: object) -> _Items:
     return tuple(items)
 
 
-_CONVERTED: dict[tuple[bool, _Items], tuple[tuple[str, MetadataValue], ...]] = {}
+_CONVERTED: dict[tuple[bool, _Items], MetadataPairs] = {}
 _CONVERTED_MAX: Final = 256
 
 
-def _converted_pairs(
-    items: _Items, http_header_conversion: bool
-) -> tuple[tuple[str, MetadataValue], ...]:
+def _converted_pairs(items: _Items, http_header_conversion: bool) -> MetadataPairs:
     """``internal_to_grpc(dict(items), http_header_conversion).to_grpc()``, memoised by content.
 
     Applications build a fresh request per call, usually with the same few metadata sets, so the
@@ -473,9 +472,7 @@ class InvokeMethodRequest:
         values)."""
         return internal_to_grpc(dict(self._metadata), http_header_conversion)
 
-    def grpc_pairs(
-        self, http_header_conversion: bool = True
-    ) -> tuple[tuple[str, MetadataValue], ...]:
+    def grpc_pairs(self, http_header_conversion: bool = True) -> MetadataPairs:
         """:meth:`grpc_metadata` in grpcio's ``metadata=`` form. Conversions are remembered by
         content (a few hundred distinct metadata sets): requests that carry the same metadata,
         as most calls of one caller do, convert it once. Raises MetadataError like
@@ -704,11 +701,11 @@ class InvokeStatusError(grpc.RpcError):
     def details(self) -> str:
         return self.status.message
 
-    def initial_metadata(self) -> tuple[tuple[str, MetadataValue], ...]:
+    def initial_metadata(self) -> MetadataPairs:
         return self.response.headers.to_grpc()
 
     # grpc-stubs types this as a tuple of _Metadatum; grpcio returns (key, value) pairs.
-    def trailing_metadata(self) -> tuple[tuple[str, MetadataValue], ...]:  # type: ignore[override]
+    def trailing_metadata(self) -> MetadataPairs:  # type: ignore[override]
         return self.response.trailers.to_grpc()
 
 
@@ -748,8 +745,8 @@ class InvokeMethodResponse:
     _headers: Metadata | None
     _trailers: Metadata | None
     # grpcio's pairs, read into Metadata on first access (see from_reply); None once read.
-    _raw_headers: tuple[tuple[str, MetadataValue], ...] | None
-    _raw_trailers: tuple[tuple[str, MetadataValue], ...] | None
+    _raw_headers: MetadataPairs | None
+    _raw_trailers: MetadataPairs | None
 
     def __init__(self, status: InvokeStatus | None = None) -> None:
         self.status = InvokeStatus() if status is None else status

@@ -55,12 +55,16 @@ from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from types import TracebackType
 from typing import Final, Literal, TypeAlias
 
+# The one name for grpcio-style pairs, defined with the interceptors (which stand alone).
+from grpc_channel.interceptors import MetadataPairs
+
 __all__ = [
     "HTTP_PERMANENT_HEADERS",
     "RESERVED_KEYS",
     "Metadata",
     "MetadataError",
     "MetadataInput",
+    "MetadataPairs",
     "MetadataScope",
     "MetadataValue",
     "append_to_outgoing",
@@ -228,7 +232,7 @@ def is_secret_key(key: str) -> bool:
 
 def redacted_pairs(
     pairs: Iterable[tuple[str, MetadataValue]],
-) -> tuple[tuple[str, MetadataValue], ...]:
+) -> MetadataPairs:
     """``pairs`` with the value of every secret key (:func:`is_secret_key`) replaced by
     :data:`REDACTED`: what a repr may show of grpcio-style metadata."""
     return tuple((k, REDACTED if is_secret_key(k) else v) for k, v in pairs)
@@ -389,7 +393,7 @@ class Metadata:
     # True when from_grpc() stored keys or values that cannot be sent; to_grpc() then filters.
     _unsendable: bool
     # The cached to_grpc() result; every mutation clears it.
-    _wire: tuple[tuple[str, MetadataValue], ...] | None
+    _wire: MetadataPairs | None
 
     def __init__(self, source: MetadataInput | None = None) -> None:
         self._d = {}
@@ -553,7 +557,7 @@ class Metadata:
 
     # conversion -----------------------------------------------------------------------------
 
-    def to_grpc(self) -> tuple[tuple[str, MetadataValue], ...]:
+    def to_grpc(self) -> MetadataPairs:
         """The ``(key, value)`` pairs grpcio's ``metadata=`` argument takes, keys in insertion
         order, values in order. Cached until the next change. Reserved keys and unsendable values
         that came in through :meth:`from_grpc` are left out."""
@@ -756,7 +760,7 @@ def from_outgoing() -> Metadata:
     return Metadata() if current is None else current.copy()
 
 
-def outgoing_pairs() -> tuple[tuple[str, MetadataValue], ...]:
+def outgoing_pairs() -> MetadataPairs:
     """The current outgoing metadata in grpcio's form (``()`` when none is set), without copying:
     the call engine's per-call read. The Metadata a context holds is never changed after it is set
     (scopes store copies; appends build new objects), so its cached pairs stay valid."""

@@ -20,14 +20,14 @@ How it learns the methods: it builds the stub class once on a recording channel,
 method's path, shape and (de)serializers; generated code offers no other way to list them.
 
 - From a class and a channel the wrapped methods use raw-bytes multicallables: messages are
-  serialised by the engine, so :func:`~grpc_channel.options.max_call_recv_msg_size` is checked
-  *before* decoding and :func:`~grpc_channel.options.force_codec` /
-  :func:`~grpc_channel.options.call_content_subtype` can change the encoding per call.
+  serialised by the engine, so :func:`~grpc_channel.call_options.max_call_recv_msg_size` is checked
+  *before* decoding and :func:`~grpc_channel.call_options.force_codec` /
+  :func:`~grpc_channel.call_options.call_content_subtype` can change the encoding per call.
 - From an instance the stub's own multicallables are used (the channel is not reachable from a
   generated stub): the receive limit is checked on the decoded message's ``ByteSize()`` (exact for
   protobuf, but after decoding), and a per-call codec is refused.
 
-``target=`` (what :func:`~grpc_channel.options.peer` reports; grpcio has no client-side peer) and
+``target=`` (what :func:`~grpc_channel.peer` reports; grpcio has no client-side peer) and
 ``secure=`` (whether per-RPC credentials that require transport security may be sent; unknown by
 default, which refuses them) describe the channel, since a grpcio channel does not tell.
 
@@ -49,11 +49,12 @@ from grpc_channel._engine import (
     AsyncEngine,
     CallPlan,
     Route,
-    Shape,
     SyncEngine,
 )
+from grpc_channel.call_options import CallOption
+from grpc_channel.defaults import DEFAULTS, OptionError
 from grpc_channel.encoding import get_codec
-from grpc_channel.options import DEFAULTS, CallOption, OptionError
+from grpc_channel.interceptors import CallShape
 
 __all__ = ["WrappedStub", "stub_methods", "wrap"]
 
@@ -63,7 +64,7 @@ S = TypeVar("S")
 class _Recorded:
     __slots__ = ("deserializer", "method", "serializer", "shape")
 
-    def __init__(self, shape: Shape, method: str, serializer: Any, deserializer: Any) -> None:
+    def __init__(self, shape: CallShape, method: str, serializer: Any, deserializer: Any) -> None:
         self.shape = shape
         self.method = method
         self.serializer = serializer
@@ -73,23 +74,23 @@ class _Recorded:
 class _RecordingChannel:
     """Stands in for a channel while a stub class is built; records each multicallable asked for."""
 
-    def _record(self, shape: Shape, method: Any, kwargs: dict[str, Any]) -> _Recorded:
+    def _record(self, shape: CallShape, method: Any, kwargs: dict[str, Any]) -> _Recorded:
         path = method.decode() if isinstance(method, bytes) else str(method)
         return _Recorded(
             shape, path, kwargs.get("request_serializer"), kwargs.get("response_deserializer")
         )
 
     def unary_unary(self, method: Any, *args: Any, **kwargs: Any) -> _Recorded:
-        return self._record(Shape.UNARY_UNARY, method, _named(args, kwargs))
+        return self._record(CallShape.UNARY_UNARY, method, _named(args, kwargs))
 
     def unary_stream(self, method: Any, *args: Any, **kwargs: Any) -> _Recorded:
-        return self._record(Shape.UNARY_STREAM, method, _named(args, kwargs))
+        return self._record(CallShape.UNARY_STREAM, method, _named(args, kwargs))
 
     def stream_unary(self, method: Any, *args: Any, **kwargs: Any) -> _Recorded:
-        return self._record(Shape.STREAM_UNARY, method, _named(args, kwargs))
+        return self._record(CallShape.STREAM_UNARY, method, _named(args, kwargs))
 
     def stream_stream(self, method: Any, *args: Any, **kwargs: Any) -> _Recorded:
-        return self._record(Shape.STREAM_STREAM, method, _named(args, kwargs))
+        return self._record(CallShape.STREAM_STREAM, method, _named(args, kwargs))
 
 
 def _named(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +103,7 @@ def _named(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     return named
 
 
-def stub_methods(stub_class: type) -> dict[str, tuple[Shape, str, Any, Any]]:
+def stub_methods(stub_class: type) -> dict[str, tuple[CallShape, str, Any, Any]]:
     """Attribute name → (shape, method path, request serializer, response deserializer) of a
     generated stub class, found by building it on a recording channel.
 
@@ -152,7 +153,7 @@ class _Method:
 
     def __init__(self, engine: SyncEngine | AsyncEngine, route: Route) -> None:
         self._route = route
-        unary = route.shape is Shape.UNARY_UNARY or route.shape is Shape.STREAM_UNARY
+        unary = route.shape is CallShape.UNARY_UNARY or route.shape is CallShape.STREAM_UNARY
         # Chosen once: the shape never changes, so calls skip the branch.
         self._call: Any = engine.call_unary if unary else engine.call_stream
 
@@ -305,7 +306,7 @@ def wrap(
 
     ``wrap(stub_instance, *default_call_options)`` or ``wrap(StubClass, channel,
     *default_call_options)``. The default options apply to every call before the call's own.
-    ``target`` is what :func:`~grpc_channel.options.peer` reports; ``secure`` tells whether the
+    ``target`` is what :func:`~grpc_channel.peer` reports; ``secure`` tells whether the
     channel is secure (``None``: unknown; per-RPC credentials that require transport security are
     then refused); ``aio`` forces sync (``False``) or aio (``True``) when it cannot be told from
     the channel or stub.

@@ -34,12 +34,22 @@ from ._chain import (
     ServerInterceptor,
     compose,
 )
+from ._client_aio import (
+    AioUnaryUnaryCall,
+    WrappedAioChannel,
+)
+from ._client_sync import (
+    WrappedChannel,
+)
 from ._concurrency import (
     DEFAULT_DROP_CODES,
     ConcurrencyLimit,
 )
 from ._deadline import (
+    MAX_TIMEOUT,
     Deadline,
+    check_timeout,
+    short_repr,
 )
 from ._errors import (
     LocalRpcError,
@@ -49,20 +59,30 @@ from ._limit import (
     GradientLimit,
     LimitAlgorithm,
 )
+from ._metadata_pairs import (
+    MetadataPairs,
+)
 from ._policy import (
     CallShape,
     ClientCall,
     ClientPolicy,
-    MetadataList,
     PolicyBase,
     ServerCall,
     ServerPolicy,
+)
+from ._response_metadata import (
+    ended_call_metadata,
+    read_response_metadata,
 )
 from ._retry import (
     PREVIOUS_ATTEMPTS_HEADER,
     PUSHBACK_TRAILER,
     Backoff,
     Retry,
+)
+from ._run import (
+    outcome_code,
+    time_left,
 )
 from ._token import (
     DEFAULT_SKIP_METHODS,
@@ -84,12 +104,14 @@ __all__ = [
     "DEFAULT_DROP_CODES",
     "DEFAULT_SKIP_METHODS",
     "DEFAULT_TOKEN_HEADER",
+    "MAX_TIMEOUT",
     "PREVIOUS_ATTEMPTS_HEADER",
     "PUSHBACK_TRAILER",
     "TOKEN_ENV",
     "AimdLimit",
     "AioClientInterceptor",
     "AioServerInterceptor",
+    "AioUnaryUnaryCall",
     "AppToken",
     "Backoff",
     "BoundedCache",
@@ -105,7 +127,7 @@ __all__ = [
     "GradientLimit",
     "LimitAlgorithm",
     "LocalRpcError",
-    "MetadataList",
+    "MetadataPairs",
     "PolicyBase",
     "Retry",
     "ServerCall",
@@ -115,8 +137,16 @@ __all__ = [
     "Tracing",
     "TracingSpec",
     "TracingSpecError",
+    "WrappedAioChannel",
+    "WrappedChannel",
     "capture",
+    "check_timeout",
     "compose",
+    "ended_call_metadata",
     "extract_trace_context",
     "inject_trace_context",
+    "outcome_code",
+    "read_response_metadata",
+    "short_repr",
+    "time_left",
 ]

@@ -26,11 +26,10 @@ from collections.abc import Iterator
 
 import grpc
 
+from ._metadata_pairs import MetadataPairs
 from ._policy import ClientCall, ClientPolicy
 
 __all__ = ["Capture", "Captured", "capture"]
-
-MetadataTuple = tuple[tuple[str, str | bytes], ...]
 
 
 class Captured:
@@ -40,8 +39,8 @@ class Captured:
     __slots__ = ("code", "details", "headers", "method", "peer", "trailers")
 
     def __init__(self) -> None:
-        self.headers: MetadataTuple = ()
-        self.trailers: MetadataTuple = ()
+        self.headers: MetadataPairs = ()
+        self.trailers: MetadataPairs = ()
         self.peer = ""
         self.code: grpc.StatusCode | None = None
         self.details = ""

@@ -151,3 +151,7 @@ class Chain:
 def compose(*policies: PolicyBase | Chain) -> Chain:
     """Compose policies into a :class:`Chain`; the first listed is outermost."""
     return Chain(policies)
+
+
+# A policy's one-policy spellings (``policy.wrap(channel)`` ...) compose it through this.
+PolicyBase._compose = compose

@@ -25,6 +25,7 @@ import grpc.aio
 
 from . import _grpc_types as _t
 from ._errors import LocalRpcError
+from ._metadata_pairs import MetadataPairs
 from ._policy import CallShape
 from ._response_metadata import read_response_metadata, response_metadata_steps
 from ._run import (
@@ -337,7 +338,7 @@ class _UnaryCallBase:
 
     def response_metadata(
         self,
-    ) -> tuple[tuple[tuple[str, str | bytes], ...], tuple[tuple[str, str | bytes], ...]]:
+    ) -> tuple[MetadataPairs, MetadataPairs]:
         """The initial and trailing metadata as pairs, without awaiting: for a call that ended
         (after ``await call``) on a multicallable that records them (a chain with a policy that
         wants them, such as ``Capture``, or ``WrappedAioChannel.capturing_unary_unary``).

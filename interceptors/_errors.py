@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import grpc
 
-MetadataPairs = Sequence[tuple[str, str | bytes]]
+from ._metadata_pairs import MetadataPairs
 
 __all__ = ["LocalRpcError"]
 
@@ -30,8 +30,8 @@ class LocalRpcError(grpc.RpcError):
         code: grpc.StatusCode,
         details: str,
         *,
-        initial_metadata: MetadataPairs = (),
-        trailing_metadata: MetadataPairs = (),
+        initial_metadata: Sequence[tuple[str, str | bytes]] = (),
+        trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
         peer: str = "",
     ) -> None:
         super().__init__(f"{code.name}: {details}")
@@ -47,11 +47,11 @@ class LocalRpcError(grpc.RpcError):
     def details(self) -> str:
         return self._details
 
-    def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+    def initial_metadata(self) -> MetadataPairs:
         return self._initial_metadata
 
     # grpc-stubs declares a ``_Metadatum`` class here; grpcio returns plain (key, value) tuples.
-    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:  # type: ignore[override]
+    def trailing_metadata(self) -> MetadataPairs:  # type: ignore[override]
         return self._trailing_metadata
 
     def peer(self) -> str:

@@ -84,6 +84,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import grpc
 
+from ._metadata_pairs import MetadataPairs
+
 if TYPE_CHECKING:
     from ._chain import (
         AioClientInterceptor,
@@ -97,7 +99,6 @@ __all__ = [
     "CallShape",
     "ClientCall",
     "ClientPolicy",
-    "MetadataList",
     "PolicyBase",
     "ServerCall",
     "ServerPolicy",
@@ -105,10 +106,7 @@ __all__ = [
 
 R = TypeVar("R")
 
-MetadataList = list[tuple[str, str | bytes]]
-"""Outgoing metadata as the chain hands it to policies: a mutable list of ``(key, value)`` pairs."""
-
-_EMPTY: tuple[tuple[str, str | bytes], ...] = ()
+_EMPTY: MetadataPairs = ()
 
 
 class CallShape(enum.Enum):
@@ -128,7 +126,36 @@ class CallShape(enum.Enum):
         return self is CallShape.UNARY_STREAM or self is CallShape.STREAM_STREAM
 
 
-class ClientCall:
+class _CallState:
+    """What :class:`ClientCall` and :class:`ServerCall` share: the outcome and per-policy notes.
+
+    Each subclass's ``__init__`` sets these fields itself (no ``super().__init__``: one frame
+    less per call).
+    """
+
+    __slots__ = ("code", "details", "error", "notes", "span")
+
+    code: grpc.StatusCode | None
+    details: str
+    error: BaseException | None
+    span: Any
+    notes: dict[object, Any] | None
+
+    def note(self, owner: object, value: Any) -> None:
+        """Keep ``value`` for ``owner`` (normally the policy itself) until finish."""
+        if self.notes is None:
+            self.notes = {}
+        self.notes[owner] = value
+
+    def noted(self, owner: object, default: Any = None) -> Any:
+        """What ``owner`` kept with :meth:`note`, or ``default``."""
+        notes = self.notes
+        if notes is None:
+            return default
+        return notes.get(owner, default)
+
+
+class ClientCall(_CallState):
     """State of one client call, shared by all policies of a chain.
 
     Before the wire: ``method`` (full path, ``"/pkg.Service/Method"``), ``shape``, ``metadata``
@@ -149,18 +176,13 @@ class ClientCall:
 
     __slots__ = (
         "attempt",
-        "code",
         "deadline",
-        "details",
-        "error",
         "initial_metadata",
         "metadata",
         "method",
-        "notes",
         "peer",
         "replayable",
         "shape",
-        "span",
         "started",
         "timeout",
         "trailing_metadata",
@@ -170,7 +192,7 @@ class ClientCall:
         self,
         method: str,
         shape: CallShape,
-        metadata: MetadataList,
+        metadata: list[tuple[str, str | bytes]],  # outgoing: policies edit it in place
         timeout: float | None,
         deadline: float | None,
         started: float,
@@ -183,27 +205,14 @@ class ClientCall:
         self.started = started
         self.attempt = 1
         self.replayable = True
-        self.code: grpc.StatusCode | None = None
+        self.code = None
         self.details = ""
         self.initial_metadata = _EMPTY
         self.trailing_metadata = _EMPTY
         self.peer = ""
-        self.error: BaseException | None = None
-        self.span: Any = None
-        self.notes: dict[object, Any] | None = None
-
-    def note(self, owner: object, value: Any) -> None:
-        """Keep ``value`` for ``owner`` (normally the policy itself) until finish."""
-        if self.notes is None:
-            self.notes = {}
-        self.notes[owner] = value
-
-    def noted(self, owner: object, default: Any = None) -> Any:
-        """What ``owner`` kept with :meth:`note`, or ``default``."""
-        notes = self.notes
-        if notes is None:
-            return default
-        return notes.get(owner, default)
+        self.error = None
+        self.span = None
+        self.notes = None
 
     def __repr__(self) -> str:
         # Metadata values are left out on purpose: they may carry tokens.
@@ -215,7 +224,7 @@ class ClientCall:
         )
 
 
-class ServerCall:
+class ServerCall(_CallState):
     """State of one server call: ``method``, ``metadata`` (invocation metadata as grpcio gives it),
     ``context`` (the grpcio ``ServicerContext``, sync or aio), ``shape``, ``started``
     (``time.monotonic()``), and, when finish runs, ``code``, ``details`` and ``error``.
@@ -223,15 +232,10 @@ class ServerCall:
     """
 
     __slots__ = (
-        "code",
         "context",
-        "details",
-        "error",
         "metadata",
         "method",
-        "notes",
         "shape",
-        "span",
         "started",
     )
 
@@ -239,7 +243,7 @@ class ServerCall:
         self,
         method: str,
         shape: CallShape,
-        metadata: tuple[tuple[str, str | bytes], ...],
+        metadata: MetadataPairs,
         context: Any,
         started: float,
     ) -> None:
@@ -248,24 +252,11 @@ class ServerCall:
         self.metadata = metadata
         self.context = context
         self.started = started
-        self.code: grpc.StatusCode | None = None
+        self.code = None
         self.details = ""
-        self.error: BaseException | None = None
-        self.span: Any = None
-        self.notes: dict[object, Any] | None = None
-
-    def note(self, owner: object, value: Any) -> None:
-        """Keep ``value`` for ``owner`` until finish."""
-        if self.notes is None:
-            self.notes = {}
-        self.notes[owner] = value
-
-    def noted(self, owner: object, default: Any = None) -> Any:
-        """What ``owner`` kept with :meth:`note`, or ``default``."""
-        notes = self.notes
-        if notes is None:
-            return default
-        return notes.get(owner, default)
+        self.error = None
+        self.span = None
+        self.notes = None
 
     def metadata_value(self, key: str) -> str | bytes | None:
         """The first invocation-metadata value for ``key`` (already lower-case), or ``None``."""
@@ -293,12 +284,14 @@ class PolicyBase:
 
     __slots__ = ("__weakref__", "_solo")
 
+    #: ``compose``, installed by ``_chain`` when it loads (the package imports it): a Chain is made
+    #: of policies, so this module cannot import it without a cycle.
+    _compose: ClassVar[Callable[[PolicyBase], Chain]]
+
     def _chain(self) -> Chain:
         chain: Chain | None = getattr(self, "_solo", None)
         if chain is None:
-            from ._chain import compose
-
-            chain = compose(self)
+            chain = PolicyBase._compose(self)
             self._solo = chain
         return chain
 

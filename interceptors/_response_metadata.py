@@ -32,14 +32,13 @@ import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from ._metadata_pairs import MetadataPairs
+
 # grpcio ships no type information for these internals.
 _cygrpc: Any = importlib.import_module("grpc._cython.cygrpc")
 _sync_channel: Any = importlib.import_module("grpc._channel")
 
-Pairs = tuple[tuple[str, str | bytes], ...]
-
 __all__ = [
-    "Pairs",
     "ended_call_metadata",
     "read_response_metadata",
     "response_metadata_steps",
@@ -93,7 +92,7 @@ def uses_fast_path(call: Any) -> bool:
     )
 
 
-def ended_call_metadata(call: Any) -> tuple[Pairs, Pairs]:
+def ended_call_metadata(call: Any) -> tuple[MetadataPairs, MetadataPairs]:
     """``(headers, trailers)`` of a sync grpcio call as tuples of ``(key, value)`` pairs.
 
     Meant for a call that has ended (after ``with_call`` or a finished stream or future); for one
@@ -106,7 +105,9 @@ def ended_call_metadata(call: Any) -> tuple[Pairs, Pairs]:
     return tuple(call.initial_metadata() or ()), tuple(call.trailing_metadata() or ())
 
 
-def response_metadata_steps(call: Any) -> Generator[Any, None, tuple[Pairs, Pairs]]:
+def response_metadata_steps(
+    call: Any,
+) -> Generator[Any, None, tuple[MetadataPairs, MetadataPairs]]:
     """:func:`read_response_metadata` for ``yield from`` inside a generator-based awaitable."""
     core: Any = getattr(call, "_cython_call", None)
     if _AIO_CORE_CALL is not None and type(core) is _AIO_CORE_CALL:
@@ -119,8 +120,8 @@ def response_metadata_steps(call: Any) -> Generator[Any, None, tuple[Pairs, Pair
 
 
 # The same generator, awaitable from ``async def`` code (types.coroutine only flags it: no wrapper).
-read_response_metadata: Callable[[Any], Awaitable[tuple[Pairs, Pairs]]] = types.coroutine(
-    response_metadata_steps
+read_response_metadata: Callable[[Any], Awaitable[tuple[MetadataPairs, MetadataPairs]]] = (
+    types.coroutine(response_metadata_steps)
 )
 """``await read_response_metadata(call)``: ``(headers, trailers)`` of a grpc.aio call as tuples of
 ``(key, value)`` pairs. It waits as ``call.initial_metadata()`` and ``call.trailing_metadata()``

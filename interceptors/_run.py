@@ -28,6 +28,7 @@ from typing import Any
 import grpc
 
 from ._errors import LocalRpcError
+from ._metadata_pairs import MetadataPairs
 from ._policy import CallShape, ClientCall, ClientPolicy, ServerCall, ServerPolicy, overrides
 from ._response_metadata import ended_call_metadata, read_response_metadata
 
@@ -149,7 +150,7 @@ def outcome_code(exc: BaseException) -> grpc.StatusCode:
     return UNKNOWN
 
 
-def _pairs(md: Any) -> tuple[tuple[str, str | bytes], ...]:
+def _pairs(md: Any) -> MetadataPairs:
     if not md:
         return ()
     return tuple(md)

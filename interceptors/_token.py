@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import grpc
 
 from ._errors import LocalRpcError
+from ._metadata_pairs import MetadataPairs
 from ._policy import ClientCall, ClientPolicy, ServerCall, ServerPolicy
 
 __all__ = [
@@ -104,9 +105,7 @@ class AppToken(ClientPolicy):
                         break
             md.append(pair)
 
-    def stamp(
-        self, pairs: tuple[tuple[str, str | bytes], ...]
-    ) -> tuple[tuple[str, str | bytes], ...]:
+    def stamp(self, pairs: MetadataPairs) -> MetadataPairs:
         """``pairs`` as :meth:`client_start` leaves a call's metadata: any ``header`` pair
         dropped and the token appended (unchanged without a token). For callers that make a call
         without a chain (the app channel's direct path)."""

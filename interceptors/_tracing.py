@@ -293,21 +293,19 @@ class TracingSpec:
 
 # --- propagation over gRPC metadata ---------------------------------------------------------------
 
-GrpcMetadata = Sequence[tuple[str, str | bytes]]
 
-
-class GrpcMetadataGetter(Getter[GrpcMetadata]):
+class GrpcMetadataGetter(Getter[Sequence[tuple[str, str | bytes]]]):
     """Reads text values from gRPC metadata pairs (``invocation_metadata()``, a list of tuples).
 
     Keys compare case-insensitively; binary (``-bin``) values are skipped.
     """
 
-    def get(self, carrier: GrpcMetadata, key: str) -> list[str] | None:
+    def get(self, carrier: Sequence[tuple[str, str | bytes]], key: str) -> list[str] | None:
         key = key.lower()
         found = [v for k, v in carrier if k == key and isinstance(v, str)]
         return found or None
 
-    def keys(self, carrier: GrpcMetadata) -> list[str]:
+    def keys(self, carrier: Sequence[tuple[str, str | bytes]]) -> list[str]:
         return [k for k, _ in carrier]
 
 
@@ -342,7 +340,7 @@ def inject_trace_context(
 
 
 def extract_trace_context(
-    metadata: GrpcMetadata | None,
+    metadata: Sequence[tuple[str, str | bytes]] | None,
     context: Context | None = None,
     propagator: TextMapPropagator | None = None,
 ) -> Context:
