@@ -31,6 +31,10 @@ histogram, status codes, error messages, wall time (open loop: the time the arm'
 the process CPU time (``time.process_time``: every thread of the worker, grpc's included). The
 parent merges them: per arm over everything, and per round over workers, which gives each round's
 p50 and its ratio to the baseline arm's p50 in the same round.
+
+A block's schedule and accounting (what each sender sends next, when, what it records, when the
+block ends) are written once, as a generator of steps per sender (``_ClosedBlock``,
+``_TimelineBlock``); threads (sync variants) and tasks (aio) only sleep, wait and call.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -390,62 +394,33 @@ def _taker(calls: int | None, seconds: float | None) -> Callable[[], bool]:
     return lambda: time.perf_counter_ns() < deadline
 
 
-def _gather_sync(
-    work: Callable[[], BlockStats], concurrency: int, executor: ThreadPoolExecutor | None
-) -> BlockStats:
-    cpu0, t0 = time.process_time_ns(), time.perf_counter_ns()
-    if concurrency == 1 or executor is None:
-        parts = [work()]
-    else:
-        futures = [executor.submit(work) for _ in range(concurrency)]
-        parts = [f.result() for f in futures]
-    stats = BlockStats(elapsed_ns=time.perf_counter_ns() - t0, cpu_ns=time.process_time_ns() - cpu0)
-    for part in parts:
-        stats.absorb(part)
-    return stats
-
-
-def closed_block_sync(
-    call: Callable[[], str],
-    *,
-    calls: int | None = None,
-    seconds: float | None = None,
-    concurrency: int = 1,
-    executor: ThreadPoolExecutor | None = None,
-    pause: float = 0.0,
-) -> BlockStats:
-    """``calls`` calls (or ``seconds`` of calling) with ``concurrency`` threads back to back.
-
-    ``executor`` must have at least ``concurrency`` threads when ``concurrency`` > 1. ``pause``
-    (seconds) idles each thread before every call, outside the measured latency.
-    """
-    take = _taker(calls, seconds)
-
-    def work() -> BlockStats:
-        part = BlockStats()
-        perf = time.perf_counter_ns
-        record = part.latencies.append
-        codes, errors = part.codes, part.errors
-        sleep = time.sleep
-        while take():
-            if pause:
-                sleep(pause)
-            t0 = perf()
-            try:
-                code = call()
-            except Exception as exc:
-                code, message = _classify(exc)
-                errors[message] += 1
-            if code == "OK":
-                record(perf() - t0)
-            codes[code] += 1
-        return part
-
-    return _gather_sync(work, concurrency, executor)
-
-
 # A call sent ahead of its round: index, code, intended, sent and end times (ns), error message.
 _Sent = tuple[int, str, int, int, int, str | None]
+# What one sender measured: its own calls, and those it sent ahead of the block's round.
+_Part = tuple[BlockStats, list[_Sent]]
+
+# A sender's steps (see _Block.sender): make the call now (the driver sends back the outcome),
+# sleep this long, or wait this long unless the block's own calls are all done first.
+_CALL, _SLEEP, _WAIT = 0, 1, 2
+_Step = tuple[int, float]
+_CALL_NOW: _Step = (_CALL, 0.0)
+# A call's outcome: status code, error message (None when OK), sent and end times (ns).
+_Outcome = tuple[str, str | None, int, int]
+_Steps = Generator[_Step, _Outcome, _Part]
+
+
+def _record(
+    part: BlockStats, code: str, latency: int, lag: int | None, message: str | None
+) -> None:
+    """Count one call; only calls that ended OK have a latency."""
+    if code == "OK":
+        part.latencies.append(latency)
+    if lag is not None:
+        assert part.lags is not None
+        part.lags.append(lag)
+    part.codes[code] += 1
+    if message is not None:
+        part.errors[message] += 1
 
 
 class Timeline:
@@ -545,7 +520,7 @@ class Timeline:
         self._ahead = [sent for sent in ahead if sent[0] >= until]
         for index, code, intended, sent_ns, ended, message in ahead:
             if index < until:
-                _record_open(stats, code, intended, sent_ns, ended, message)
+                _record(stats, code, ended - intended, sent_ns - intended, message)
         stop = max(last_ns, self.due(until))
         before = self.running_ns
         self.pause(stop)
@@ -553,16 +528,237 @@ class Timeline:
         return stats
 
 
-def _record_open(
-    part: BlockStats, code: str, intended: int, sent: int, ended: int, message: str | None
-) -> None:
-    if code == "OK":
-        part.latencies.append(ended - intended)
-    assert part.lags is not None
-    part.lags.append(sent - intended)
-    part.codes[code] += 1
-    if message is not None:
-        part.errors[message] += 1
+class _Block:
+    """One block's schedule and accounting, written once for threads and tasks (sans I/O).
+
+    A driver calls ``start`` with its lock (a no-op context for tasks, which share one thread) and
+    a function that wakes senders in a ``_WAIT`` step, runs ``sender()`` in each of its senders (a
+    generator of steps: what to send, when, and what to record), and merges their parts with
+    ``finish``. Only the driver sleeps, waits and calls.
+    """
+
+    _lock: contextlib.AbstractContextManager[Any]
+
+    def start(self, lock: contextlib.AbstractContextManager[Any], wake: Callable[[], None]) -> None:
+        self._lock = lock
+        self._cpu0 = time.process_time_ns()
+
+    def sender(self) -> _Steps:
+        raise NotImplementedError
+
+    def finish(self, parts: Sequence[_Part]) -> BlockStats:
+        raise NotImplementedError
+
+
+class _ClosedBlock(_Block):
+    """Back to back: each sender calls as soon as its previous call ended (after ``pause``)."""
+
+    def __init__(self, calls: int | None, seconds: float | None, pause: float) -> None:
+        self._take = _taker(calls, seconds)
+        self._pause = pause
+
+    def start(self, lock: contextlib.AbstractContextManager[Any], wake: Callable[[], None]) -> None:
+        super().start(lock, wake)
+        self._t0 = time.perf_counter_ns()
+
+    def sender(self) -> _Steps:
+        part = BlockStats()
+        take, pause = self._take, self._pause
+        while take():
+            if pause:
+                yield _SLEEP, pause
+            code, message, sent, ended = yield _CALL_NOW
+            _record(part, code, ended - sent, None, message)
+        return part, []
+
+    def finish(self, parts: Sequence[_Part]) -> BlockStats:
+        stats = BlockStats(
+            elapsed_ns=time.perf_counter_ns() - self._t0,
+            cpu_ns=time.process_time_ns() - self._cpu0,
+        )
+        for own, _ in parts:
+            stats.absorb(own)
+        return stats
+
+
+class _TimelineBlock(_Block):
+    """The calls of ``timeline`` numbered below ``until`` (see :func:`timeline_block_sync`)."""
+
+    def __init__(self, timeline: Timeline, until: int) -> None:
+        self._timeline = timeline
+        self._until = until
+
+    def start(self, lock: contextlib.AbstractContextManager[Any], wake: Callable[[], None]) -> None:
+        super().start(lock, wake)
+        timeline = self._timeline
+        timeline.resume(time.perf_counter_ns())
+        self._restart = self._stop = timeline.restart_ns
+        self._owed = timeline._owed(self._until)
+        self._wake = wake
+        # True once the block's own calls have all ended: no more sending ahead.
+        self._done = self._owed == 0
+        if self._done:
+            wake()
+
+    def sender(self) -> _Steps:
+        own, ahead = BlockStats(lags=[]), list[_Sent]()
+        timeline, until, restart, lock = self._timeline, self._until, self._restart, self._lock
+        perf = time.perf_counter_ns
+        while True:
+            with lock:
+                index = timeline._take(until, self._done)
+            if index is None:
+                break
+            intended = timeline.due(index)
+            mine = index < until
+            # An overdue call goes out when the clock restarts, its lateness kept.
+            wait = max(intended, restart) - perf()
+            if mine:
+                if wait > 0:
+                    yield _SLEEP, wait / 1e9
+            else:
+                # Sent ahead only while this block's own calls are still in flight.
+                if wait > 0:
+                    yield _WAIT, wait / 1e9
+                with lock:
+                    if self._done:
+                        timeline._give_back(index)
+                        break
+            code, message, sent, ended = yield _CALL_NOW
+            if not mine:
+                ahead.append((index, code, intended, sent, ended, message))
+                continue
+            _record(own, code, ended - intended, sent - intended, message)
+            with lock:
+                self._owed -= 1
+                if self._owed == 0:
+                    self._stop = ended
+                    self._done = True
+                    self._wake()
+        return own, ahead
+
+    def finish(self, parts: Sequence[_Part]) -> BlockStats:
+        stats = self._timeline._finish(parts, self._stop, self._until)
+        stats.cpu_ns = time.process_time_ns() - self._cpu0
+        return stats
+
+
+# -- the drivers: threads (sync) and tasks (aio) run a block's senders and do their I/O
+
+
+def _send_sync(call: Callable[[], str]) -> _Outcome:
+    sent = time.perf_counter_ns()
+    try:
+        code, message = call(), None
+    except Exception as exc:
+        code, message = _classify(exc)
+    return code, message, sent, time.perf_counter_ns()
+
+
+def _drive_sync(steps: _Steps, call: Callable[[], str], woken: threading.Event) -> _Part:
+    try:
+        kind, arg = next(steps)
+        while True:
+            if kind == _CALL:
+                kind, arg = steps.send(_send_sync(call))
+                continue
+            if kind == _SLEEP:
+                time.sleep(arg)
+            else:
+                woken.wait(arg)
+            kind, arg = next(steps)
+    except StopIteration as end:
+        part: _Part = end.value
+        return part
+
+
+def _threads(
+    block: _Block,
+    call: Callable[[], str],
+    concurrency: int,
+    executor: ThreadPoolExecutor | None,
+) -> BlockStats:
+    woken = threading.Event()
+    block.start(threading.Lock(), woken.set)
+
+    def sender() -> _Part:
+        return _drive_sync(block.sender(), call, woken)
+
+    if concurrency == 1 or executor is None:
+        parts = [sender()]
+    else:
+        futures = [executor.submit(sender) for _ in range(concurrency)]
+        parts = [f.result() for f in futures]
+    return block.finish(parts)
+
+
+async def _send_aio(call: Callable[[], Awaitable[str]]) -> _Outcome:
+    sent = time.perf_counter_ns()
+    try:
+        code, message = await call(), None
+    except Exception as exc:
+        code, message = _classify(exc)
+    return code, message, sent, time.perf_counter_ns()
+
+
+async def _drive_aio(
+    steps: _Steps, call: Callable[[], Awaitable[str]], woken: asyncio.Future[None]
+) -> _Part:
+    try:
+        kind, arg = next(steps)
+        while True:
+            if kind == _CALL:
+                kind, arg = steps.send(await _send_aio(call))
+                continue
+            if kind == _SLEEP:
+                await asyncio.sleep(arg)
+            else:
+                await asyncio.wait((woken,), timeout=arg)
+            kind, arg = next(steps)
+    except StopIteration as end:
+        part: _Part = end.value
+        return part
+
+
+async def _tasks(block: _Block, call: Callable[[], Awaitable[str]], concurrency: int) -> BlockStats:
+    # One future for all senders waiting to send ahead: set when the block's own calls are done.
+    woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    block.start(contextlib.nullcontext(), lambda: woken.set_result(None))
+    if concurrency == 1:
+        parts = [await _drive_aio(block.sender(), call, woken)]
+    else:
+        senders = (_drive_aio(block.sender(), call, woken) for _ in range(concurrency))
+        parts = list(await asyncio.gather(*senders))
+    return block.finish(parts)
+
+
+def closed_block_sync(
+    call: Callable[[], str],
+    *,
+    calls: int | None = None,
+    seconds: float | None = None,
+    concurrency: int = 1,
+    executor: ThreadPoolExecutor | None = None,
+    pause: float = 0.0,
+) -> BlockStats:
+    """``calls`` calls (or ``seconds`` of calling) with ``concurrency`` threads back to back.
+
+    ``executor`` must have at least ``concurrency`` threads when ``concurrency`` > 1. ``pause``
+    (seconds) idles each thread before every call, outside the measured latency.
+    """
+    return _threads(_ClosedBlock(calls, seconds, pause), call, concurrency, executor)
+
+
+async def closed_block_aio(
+    call: Callable[[], Awaitable[str]],
+    *,
+    calls: int | None = None,
+    seconds: float | None = None,
+    concurrency: int = 1,
+    pause: float = 0.0,
+) -> BlockStats:
+    """The aio form of ``closed_block_sync``: ``concurrency`` tasks calling back to back."""
+    return await _tasks(_ClosedBlock(calls, seconds, pause), call, concurrency)
 
 
 def timeline_block_sync(
@@ -582,67 +778,18 @@ def timeline_block_sync(
     happens: the sender is the one busy); the timeline keeps those for the block they belong to.
     Calls still owed when the clock stops are overdue by as much when the next block restarts it.
     """
-    perf = time.perf_counter_ns
-    cpu0 = time.process_time_ns()
-    timeline.resume(perf())
-    restart = timeline.restart_ns
-    lock = threading.Lock()
-    done = threading.Event()
-    owed = timeline._owed(until)
-    stop = [restart]
-    if owed == 0:
-        done.set()
+    return _threads(_TimelineBlock(timeline, until), call, concurrency, executor)
 
-    def work() -> tuple[BlockStats, list[_Sent]]:
-        nonlocal owed
-        own, ahead = BlockStats(lags=[]), list[_Sent]()
-        sleep = time.sleep
-        while True:
-            with lock:
-                index = timeline._take(until, done.is_set())
-            if index is None:
-                break
-            intended = timeline.due(index)
-            mine = index < until
-            # An overdue call goes out when the clock restarts, its lateness kept.
-            wait = max(intended, restart) - perf()
-            if mine:
-                if wait > 0:
-                    sleep(wait / 1e9)
-            else:
-                # Sent ahead only while this block's own calls are still in flight.
-                if wait > 0:
-                    done.wait(wait / 1e9)
-                with lock:
-                    if done.is_set():
-                        timeline._give_back(index)
-                        break
-            sent = perf()
-            message = None
-            try:
-                code = call()
-            except Exception as exc:
-                code, message = _classify(exc)
-            ended = perf()
-            if not mine:
-                ahead.append((index, code, intended, sent, ended, message))
-                continue
-            _record_open(own, code, intended, sent, ended, message)
-            with lock:
-                owed -= 1
-                if owed == 0:
-                    stop[0] = ended
-                    done.set()
-        return own, ahead
 
-    if concurrency == 1 or executor is None:
-        parts = [work()]
-    else:
-        futures = [executor.submit(work) for _ in range(concurrency)]
-        parts = [f.result() for f in futures]
-    stats = timeline._finish(parts, stop[0], until)
-    stats.cpu_ns = time.process_time_ns() - cpu0
-    return stats
+async def timeline_block_aio(
+    call: Callable[[], Awaitable[str]],
+    timeline: Timeline,
+    until: int,
+    *,
+    concurrency: int = 1,
+) -> BlockStats:
+    """The aio form of ``timeline_block_sync``: ``concurrency`` tasks send on the timeline."""
+    return await _tasks(_TimelineBlock(timeline, until), call, concurrency)
 
 
 def open_block_sync(
@@ -662,112 +809,6 @@ def open_block_sync(
     """
     timeline = Timeline(rate, range(calls), start_ns=start_ns)
     return timeline_block_sync(call, timeline, calls, concurrency=concurrency, executor=executor)
-
-
-async def _gather_aio(work: Callable[[], Awaitable[BlockStats]], concurrency: int) -> BlockStats:
-    cpu0, t0 = time.process_time_ns(), time.perf_counter_ns()
-    if concurrency == 1:
-        parts = [await work()]
-    else:
-        parts = list(await asyncio.gather(*(work() for _ in range(concurrency))))
-    stats = BlockStats(elapsed_ns=time.perf_counter_ns() - t0, cpu_ns=time.process_time_ns() - cpu0)
-    for part in parts:
-        stats.absorb(part)
-    return stats
-
-
-async def closed_block_aio(
-    call: Callable[[], Awaitable[str]],
-    *,
-    calls: int | None = None,
-    seconds: float | None = None,
-    concurrency: int = 1,
-    pause: float = 0.0,
-) -> BlockStats:
-    """The aio form of ``closed_block_sync``: ``concurrency`` tasks calling back to back."""
-    take = _taker(calls, seconds)
-
-    async def work() -> BlockStats:
-        part = BlockStats()
-        perf = time.perf_counter_ns
-        record = part.latencies.append
-        codes, errors = part.codes, part.errors
-        while take():
-            if pause:
-                await asyncio.sleep(pause)
-            t0 = perf()
-            try:
-                code = await call()
-            except Exception as exc:
-                code, message = _classify(exc)
-                errors[message] += 1
-            if code == "OK":
-                record(perf() - t0)
-            codes[code] += 1
-        return part
-
-    return await _gather_aio(work, concurrency)
-
-
-async def timeline_block_aio(
-    call: Callable[[], Awaitable[str]],
-    timeline: Timeline,
-    until: int,
-    *,
-    concurrency: int = 1,
-) -> BlockStats:
-    """The aio form of ``timeline_block_sync``: ``concurrency`` tasks send on the timeline."""
-    perf = time.perf_counter_ns
-    cpu0 = time.process_time_ns()
-    timeline.resume(perf())
-    restart = timeline.restart_ns
-    # One future for all senders waiting to send ahead: set when the block's own calls are done.
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    owed = timeline._owed(until)
-    stop = restart
-    if owed == 0:
-        done.set_result(None)
-
-    async def work() -> tuple[BlockStats, list[_Sent]]:
-        nonlocal owed, stop
-        own, ahead = BlockStats(lags=[]), list[_Sent]()
-        while (index := timeline._take(until, done.done())) is not None:
-            intended = timeline.due(index)
-            mine = index < until
-            wait = max(intended, restart) - perf()
-            if mine:
-                if wait > 0:
-                    await asyncio.sleep(wait / 1e9)
-            else:
-                if wait > 0:
-                    await asyncio.wait((done,), timeout=wait / 1e9)
-                if done.done():
-                    timeline._give_back(index)
-                    break
-            sent = perf()
-            message = None
-            try:
-                code = await call()
-            except Exception as exc:
-                code, message = _classify(exc)
-            ended = perf()
-            if not mine:
-                ahead.append((index, code, intended, sent, ended, message))
-                continue
-            _record_open(own, code, intended, sent, ended, message)
-            owed -= 1
-            if owed == 0:
-                stop = ended
-                done.set_result(None)
-        return own, ahead
-
-    if concurrency == 1:
-        parts = [await work()]
-    else:
-        parts = list(await asyncio.gather(*(work() for _ in range(concurrency))))
-    stats = timeline._finish(parts, stop, until)
-    stats.cpu_ns = time.process_time_ns() - cpu0
-    return stats
 
 
 async def open_block_aio(
@@ -835,37 +876,14 @@ def _run_worker(
                     f"variant {variant.name!r} could not be built: {type(exc).__name__}: {exc}"
                 ) from exc
 
+        def measure(caller: SyncCaller | AsyncCaller, block: _Block) -> BlockStats:
+            if isinstance(caller, SyncCaller):
+                return _threads(block, caller.call, concurrency, executor)
+            return loop.run_until_complete(_tasks(block, caller.call, concurrency))
+
         def closed(caller: SyncCaller | AsyncCaller, calls: int | None, pause: float) -> BlockStats:
             seconds = load.block_seconds if calls is None else None
-            if isinstance(caller, SyncCaller):
-                return closed_block_sync(
-                    caller.call,
-                    calls=calls,
-                    seconds=seconds,
-                    concurrency=concurrency,
-                    executor=executor,
-                    pause=pause,
-                )
-            return loop.run_until_complete(
-                closed_block_aio(
-                    caller.call,
-                    calls=calls,
-                    seconds=seconds,
-                    concurrency=concurrency,
-                    pause=pause,
-                )
-            )
-
-        def scheduled(
-            caller: SyncCaller | AsyncCaller, timeline: Timeline, until: int
-        ) -> BlockStats:
-            if isinstance(caller, SyncCaller):
-                return timeline_block_sync(
-                    caller.call, timeline, until, concurrency=concurrency, executor=executor
-                )
-            return loop.run_until_complete(
-                timeline_block_aio(caller.call, timeline, until, concurrency=concurrency)
-            )
+            return measure(caller, _ClosedBlock(calls, seconds, pause))
 
         for caller in callers:
             if warmup_calls:
@@ -886,7 +904,7 @@ def _run_worker(
                 wait_all()
                 if timelines:
                     until = load.round_span(round_index).stop
-                    stats = scheduled(caller, timelines[arm_index], until)
+                    stats = measure(caller, _TimelineBlock(timelines[arm_index], until))
                 else:
                     pause = plan.arms[arm_index].pause_ms / 1000.0
                     stats = closed(caller, load.worker_calls(round_index, index), pause)

@@ -10,6 +10,7 @@ managers).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._bounded import BoundedCache
@@ -23,6 +24,36 @@ __all__ = ["KEYS_PER_METHOD", "WrappedChannelBase"]
 KEYS_PER_METHOD = 4
 """A key is a method with its shape and (de)serializers, so a wrapped channel caches up to this
 many times ``BoundedCache.default_capacity`` multicallables (4096 by default)."""
+
+
+# The four multicallable factories, in the order of ``multicallable_classes``.
+_KINDS = tuple((shape.value, shape) for shape in CallShape)
+
+
+def _factory(index: int) -> Callable[..., Any]:
+    """``unary_unary`` ... ``stream_stream``: one body for the four (they differ by the index)."""
+    kind, shape = _KINDS[index]
+
+    def make(
+        self: WrappedChannelBase,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: Any = False,
+    ) -> Any:
+        return self._get(
+            kind,
+            index,
+            shape,
+            method,
+            request_serializer,
+            response_deserializer,
+            _registered_method,
+        )
+
+    make.__name__ = kind
+    make.__qualname__ = f"WrappedChannelBase.{make.__name__}"
+    return make
 
 
 class WrappedChannelBase:
@@ -77,70 +108,7 @@ class WrappedChannelBase:
         made = self.multicallable_classes[index](self._chain, inner, method, shape)
         return self._store(key, made)
 
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "unary_unary",
-            0,
-            CallShape.UNARY_UNARY,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "unary_stream",
-            1,
-            CallShape.UNARY_STREAM,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "stream_unary",
-            2,
-            CallShape.STREAM_UNARY,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: Any = False,
-    ) -> Any:
-        return self._get(
-            "stream_stream",
-            3,
-            CallShape.STREAM_STREAM,
-            method,
-            request_serializer,
-            response_deserializer,
-            _registered_method,
-        )
+    unary_unary = _factory(0)
+    unary_stream = _factory(1)
+    stream_unary = _factory(2)
+    stream_stream = _factory(3)
