@@ -14,19 +14,22 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 from typing import Any, Protocol
 
 import grpc
+import pytest
 from google.protobuf import empty_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
-from support_dapr_app import app_call, remaining
+from support_dapr_app import DaprApp, app_call, remaining, running_dapr_app
+from support_harness import bad_request_detail
 
 from grpc_channel.appcallback import APP_CALLBACK_HEALTH_CHECK_SERVICE, APP_CALLBACK_SERVICE
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
-__all__ = ["AppPeer", "OwnApp", "bad_request_status"]
+__all__ = ["AppPeer", "OwnApp", "app", "bad_request_status", "dapr_app", "own_app"]
 
 _HOST = "127.0.0.1"
 _UNCOUNTED = frozenset({"stats", "reset"})
@@ -50,16 +53,30 @@ class AppPeer(Protocol):
 
 def bad_request_status() -> status_pb2.Status:
     """The status both apps' ``fail`` answers: INVALID_ARGUMENT with one BadRequest detail."""
-    detail = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(
-                field="name", description="must not be empty"
-            )
-        ]
+    return status_pb2.Status(
+        code=code_pb2.INVALID_ARGUMENT, message="name is required", details=[bad_request_detail()]
     )
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="name is required")
-    status.details.add().Pack(detail)
-    return status
+
+
+# -- the two peers as fixtures (one of each per test module; ``app`` runs a test on both) ---------
+
+
+@pytest.fixture(scope="module")
+def own_app() -> Iterator[OwnApp]:
+    with OwnApp() as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def dapr_app() -> Iterator[DaprApp]:
+    with running_dapr_app() as app:
+        yield app
+
+
+@pytest.fixture(params=["own", "dapr"])
+def app(request: pytest.FixtureRequest) -> AppPeer:
+    peer: AppPeer = request.getfixturevalue(f"{request.param}_app")
+    return peer
 
 
 class OwnApp:

@@ -34,7 +34,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -44,11 +43,12 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
+from support_harness import bad_request_detail, free_port
 
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
-__all__ = ["DaprApp", "app_call", "free_port", "remaining", "running_dapr_app"]
+__all__ = ["DaprApp", "app_call", "remaining", "running_dapr_app"]
 
 _HOST = "127.0.0.1"
 _STARTUP_TIMEOUT = 30.0
@@ -59,14 +59,6 @@ def remaining(context: grpc.ServicerContext) -> float | None:
     number)."""
     left = context.time_remaining()
     return None if left is None or left > 1e6 else left
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def app_call(target: str, method: str, data: bytes = b"", timeout: float = 10.0) -> bytes:
@@ -237,7 +229,7 @@ def _serve(port: int, start_delay: float) -> None:
 
     from dapr.clients.grpc._response import InvokeMethodResponse
     from dapr.ext.grpc import App
-    from google.rpc import code_pb2, error_details_pb2, status_pb2
+    from google.rpc import code_pb2, status_pb2
     from grpc_status import rpc_status
 
     counters = _Counters()
@@ -302,15 +294,11 @@ def _serve(port: int, start_delay: float) -> None:
 
     @method("fail")
     def fail(req: Any) -> Any:
-        detail = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field="name", description="must not be empty"
-                )
-            ]
+        status = status_pb2.Status(
+            code=code_pb2.INVALID_ARGUMENT,
+            message="name is required",
+            details=[bad_request_detail()],
         )
-        status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message="name is required")
-        status.details.add().Pack(detail)
         context().abort_with_status(rpc_status.to_status(status))
 
     @method("sleep")

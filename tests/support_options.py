@@ -1,5 +1,8 @@
 """Test helpers for options, the call engine and wrap: a generated Echo stub and a real server.
 
+Kept apart from ``support_harness`` (whose servicer speaks raw bytes): these tests need typed
+protobuf messages through generated stubs and servicer base classes.
+
 ``echo_modules()`` generates ``tests/protos/echo_test.proto`` with grpc_tools.protoc into a
 temporary directory once per process (removed at exit) and imports it. ``serve()`` runs a grpcio
 server on 127.0.0.1:0 with :class:`EchoServicer` and stops it on exit.
@@ -35,6 +38,7 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+from support_harness import until_ended
 
 _PROTOS = Path(__file__).parent / "protos"
 _lock = threading.Lock()
@@ -71,12 +75,6 @@ def echo_modules() -> tuple[ModuleType, ModuleType]:
         return _modules
 
 
-def _wait_gone(context: grpc.ServicerContext) -> None:
-    gone = threading.Event()
-    context.add_callback(gone.set)
-    gone.wait(10)
-
-
 class EchoServicer:
     """The servicer described in the module docstring (built on the generated base class)."""
 
@@ -106,7 +104,7 @@ class EchoServicer:
             context.set_trailing_metadata((("x-fail-trailer", "t"),))
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad request")
         if request.text == "wait":
-            _wait_gone(context)
+            until_ended(context).wait(10)
             return pb2.EchoReply(text="late")
         if request.text == "big":
             return pb2.EchoReply(text="big", payload=b"b" * request.count)
@@ -123,7 +121,7 @@ class EchoServicer:
             context.set_trailing_metadata((("x-fail-trailer", "t"),))
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad request")
         if request.text == "wait":
-            _wait_gone(context)
+            until_ended(context).wait(10)
             return
         context.send_initial_metadata((("x-echo", request.text),))
         context.set_trailing_metadata((("x-trailer", "done"),))

@@ -8,15 +8,15 @@ import asyncio
 import base64
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent import futures
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2
 from support_channel import AppPeer, OwnApp
-from support_dapr_app import DaprApp, free_port, running_dapr_app
+from support_dapr_app import DaprApp
+from support_harness import async_wait_until, free_port, wait_until
 
 from grpc_channel._async_channel import AsyncChannel
 from grpc_channel._async_channel import dial as aio_dial
@@ -26,20 +26,17 @@ from grpc_channel._channel_core import (
     AsyncAppChannel,
     SyncAppChannel,
 )
+from grpc_channel.call_options import CallOption, header, metadata, timeout
 from grpc_channel.channel import Channel, with_raise_errors
-from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
-from grpc_channel.metadata import Metadata, outgoing_metadata
-from grpc_channel.options import (
-    CallOption,
+from grpc_channel.dial_options import (
     DialOption,
-    header,
-    metadata,
-    timeout,
     with_app_token,
     with_default_call_options,
     with_insecure,
     with_max_concurrency,
 )
+from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
+from grpc_channel.metadata import Metadata, outgoing_metadata
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -54,24 +51,6 @@ UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
 
 
 # -- peers ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def own_app() -> Iterator[OwnApp]:
-    with OwnApp() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def dapr_app() -> Iterator[DaprApp]:
-    with running_dapr_app() as app:
-        yield app
-
-
-@pytest.fixture(params=["own", "dapr"])
-def app(request: pytest.FixtureRequest) -> AppPeer:
-    peer: AppPeer = request.getfixturevalue(f"{request.param}_app")
-    return peer
 
 
 @pytest.fixture(autouse=True)
@@ -105,15 +84,6 @@ def seen_metadata(response: InvokeMethodResponse) -> dict[str, list[str]]:
     assert response.status.code == OK, response
     result: dict[str, list[str]] = json.loads(response.data)
     return result
-
-
-def wait_for(predicate: Callable[[], bool], what: str, limit: float = 15.0) -> None:
-    """Poll ``predicate`` until true (a bound against hangs, not a timing assertion)."""
-    end = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def request(method: str, data: bytes = b"") -> InvokeMethodRequest:
@@ -326,7 +296,9 @@ def test_deadline_and_unreachable_app_are_responses(app: AppPeer, aio: bool) -> 
     with pytest.raises(grpc.RpcError) as caught:
         invoke(free_port(), aio, request("echo"), with_raise_errors())
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    wait_for(lambda: app.stats()["in_flight"] == 0, "the app to finish the late call")
+    assert wait_until(lambda: app.stats()["in_flight"] == 0, 15), (
+        "gave up waiting for the app to finish the late call"
+    )
 
 
 # -- concurrency ----------------------------------------------------------------------------------
@@ -423,7 +395,9 @@ def test_slots_come_back_after_errors_deadlines_and_cancellations(app: AppPeer, 
     # frees its slot at once on our side, while the app notices a moment later, so a handler that is
     # still unwinding may overlap the next call. test_max_concurrency_bounds_calls_in_the_app checks
     # the bound.)
-    wait_for(lambda: app.stats()["in_flight"] == 0, "calls in the app to drain")
+    assert wait_until(lambda: app.stats()["in_flight"] == 0, 15), (
+        "gave up waiting for calls in the app to drain"
+    )
 
 
 @AIO
@@ -442,7 +416,9 @@ def test_waiting_for_a_slot_ends_at_the_callers_deadline(app: AppPeer, aio: bool
             futures.ThreadPoolExecutor(max_workers=1) as pool,
         ):
             first = pool.submit(channel.invoke_method, jobs[0][0], *jobs[0][1])
-            wait_for(lambda: app.stats()["in_flight"] == 1, "the first call in the app")
+            assert wait_until(lambda: app.stats()["in_flight"] == 1, 15), (
+                "gave up waiting for the first call in the app"
+            )
             second = channel.invoke_method(jobs[1][0], *jobs[1][1])
             codes = [first.result().status.code, second.status.code]
     assert codes == [OK, DEADLINE_EXCEEDED]
@@ -458,7 +434,9 @@ def test_health_probe_takes_no_slot(app: AppPeer, aio: bool) -> None:
         async def go() -> bool:
             async with AsyncChannel.local(app.port, with_max_concurrency(1)) as channel:
                 task = asyncio.ensure_future(channel.invoke_method(busy))
-                await asyncio.to_thread(wait_for, lambda: app.stats()["in_flight"] == 1, "busy")
+                assert await async_wait_until(lambda: app.stats()["in_flight"] == 1, 15), (
+                    "gave up waiting for busy"
+                )
                 healthy = await channel.health_probe(timeout=0.5)
                 assert (await task).status.code == OK
                 return healthy
@@ -470,7 +448,9 @@ def test_health_probe_takes_no_slot(app: AppPeer, aio: bool) -> None:
             futures.ThreadPoolExecutor(max_workers=1) as pool,
         ):
             pending = pool.submit(channel.invoke_method, busy)
-            wait_for(lambda: app.stats()["in_flight"] == 1, "the busy call in the app")
+            assert wait_until(lambda: app.stats()["in_flight"] == 1, 15), (
+                "gave up waiting for the busy call in the app"
+            )
             limit = channel.concurrency_limit
             assert limit is not None and limit.in_flight == 1
             healthy = channel.health_probe(timeout=0.5)  # would time out queued behind the call
@@ -484,13 +464,17 @@ def test_aio_cancellation_reaches_the_app(app: AppPeer) -> None:
     async def go() -> None:
         async with AsyncChannel.local(app.port) as channel:
             task = asyncio.ensure_future(channel.invoke_method(request("sleep", b"10")))
-            await asyncio.to_thread(wait_for, lambda: app.stats()["in_flight"] == 1, "the call")
+            assert await async_wait_until(lambda: app.stats()["in_flight"] == 1, 15), (
+                "gave up waiting for the call"
+            )
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
 
     asyncio.run(go())
-    wait_for(lambda: app.stats()["cancelled"] == 1, "the app to see the cancellation")
+    assert wait_until(lambda: app.stats()["cancelled"] == 1, 15), (
+        "gave up waiting for the app to see the cancellation"
+    )
     assert app.stats()["in_flight"] == 0
 
 
@@ -503,7 +487,9 @@ def test_close_cancels_calls_in_flight_and_queued(app: AppPeer, aio: bool) -> No
         async def go() -> list[int]:
             channel = await AsyncChannel.local(app.port, with_max_concurrency(2))
             tasks = [asyncio.ensure_future(channel.invoke_method(slow)) for _ in range(4)]
-            await asyncio.to_thread(wait_for, lambda: app.stats()["in_flight"] == 2, "2 calls")
+            assert await async_wait_until(lambda: app.stats()["in_flight"] == 2, 15), (
+                "gave up waiting for 2 calls"
+            )
             await channel.close()
             return [(await task).status.code for task in tasks]
 
@@ -512,12 +498,16 @@ def test_close_cancels_calls_in_flight_and_queued(app: AppPeer, aio: bool) -> No
         channel = Channel.local(app.port, with_max_concurrency(2))
         with futures.ThreadPoolExecutor(max_workers=4) as pool:
             pending = [pool.submit(channel.invoke_method, slow) for _ in range(4)]
-            wait_for(lambda: app.stats()["in_flight"] == 2, "two calls in the app")
+            assert wait_until(lambda: app.stats()["in_flight"] == 2, 15), (
+                "gave up waiting for two calls in the app"
+            )
             channel.close()
             codes = [f.result().status.code for f in pending]
     # Two were in the app, two waited for a slot: all end CANCELLED (none runs after close).
     assert codes == [CANCELLED] * 4
-    wait_for(lambda: app.stats()["cancelled"] == 2, "the app to see both cancellations")
+    assert wait_until(lambda: app.stats()["cancelled"] == 2, 15), (
+        "gave up waiting for the app to see both cancellations"
+    )
     assert app.stats()["calls"] == 2
 
 

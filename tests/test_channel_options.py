@@ -5,57 +5,39 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import empty_pb2
 from support_channel import AppPeer, OwnApp
-from support_dapr_app import DaprApp, free_port, running_dapr_app
+from support_harness import free_port
 from support_tracing import Telemetry
 
 from grpc_channel._async_channel import AsyncChannel
 from grpc_channel._async_channel import dial as aio_dial
 from grpc_channel._channel_core import RaiseErrorsDialOption
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
+from grpc_channel.call_options import CallOption, header, metadata, on_finish, timeout, trailer
 from grpc_channel.channel import Channel, dial, with_raise_errors
-from grpc_channel.interceptors._tracing import TracingSpec
-from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
-from grpc_channel.metadata import Metadata, outgoing_metadata
-from grpc_channel.options import (
-    CallOption,
+from grpc_channel.defaults import OptionError
+from grpc_channel.dial_options import (
     DialOption,
-    OptionError,
     fold_dial_options,
-    header,
-    metadata,
-    on_finish,
-    timeout,
-    trailer,
     with_codec,
     with_default_call_options,
     with_insecure,
     with_tracing,
 )
+from grpc_channel.interceptors._tracing import TracingSpec
+from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
+from grpc_channel.metadata import Metadata, outgoing_metadata
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
 pytestmark = pytest.mark.timeout(60)
 
 AIO = pytest.mark.parametrize("aio", [False, True], ids=["sync", "aio"])
 OK = 0
-
-
-@pytest.fixture(scope="module")
-def own_app() -> Iterator[OwnApp]:
-    with OwnApp() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def dapr_app() -> Iterator[DaprApp]:
-    with running_dapr_app() as app:
-        yield app
 
 
 @pytest.fixture(autouse=True)

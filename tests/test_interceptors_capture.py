@@ -9,7 +9,8 @@ from typing import Any
 
 import grpc
 import pytest
-from support_interceptors import (
+from support_harness import (
+    MODES,
     SHAPES,
     UU,
     Recorder,
@@ -25,8 +26,6 @@ from support_interceptors import (
 from grpc_channel.interceptors._capture import Capture, Captured, capture
 from grpc_channel.interceptors._chain import compose
 from grpc_channel.interceptors._concurrency import ConcurrencyLimit
-
-MODES = ("wrap", "icpt")
 
 
 @pytest.mark.parametrize("request_", [b"x", b"abort=NOT_FOUND"])

@@ -11,7 +11,8 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from support_interceptors import (
+from support_harness import (
+    MODES,
     SHAPES,
     SS,
     US,
@@ -39,8 +40,6 @@ from grpc_channel.interceptors._policy import (
     ServerPolicy,
 )
 from grpc_channel.interceptors._run import outcome_code, record_error
-
-MODES = ("wrap", "icpt")
 
 
 class Probe(ClientPolicy, ServerPolicy):

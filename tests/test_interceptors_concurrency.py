@@ -15,7 +15,8 @@ import grpc.aio
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from support_interceptors import (
+from support_harness import (
+    MODES,
     SHAPES,
     SS,
     SU,
@@ -36,8 +37,6 @@ from grpc_channel.interceptors._chain import compose
 from grpc_channel.interceptors._concurrency import ConcurrencyLimit
 from grpc_channel.interceptors._limit import AimdLimit, GradientLimit, LimiterState, Waiter
 from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
-
-MODES = ("wrap", "icpt")
 
 
 class MaxProbe(ClientPolicy):
@@ -295,6 +294,11 @@ def test_stream_holds_its_slot_until_it_ends(aio: bool, mode: str) -> None:
     assert limit.in_flight == 0
 
 
+# Long enough for the test to see the call queued and send a third one while it waits (on a loaded
+# machine too); the first call holds its slot until the test opens the gate, so the order is fixed.
+_QUEUED_DEADLINE = 1.0
+
+
 @pytest.mark.parametrize("aio", [False, True])
 def test_server_limit_refuses_and_times_out_queued_handlers(aio: bool) -> None:
     limit = ConcurrencyLimit(1, max_queue=1, name="srv")
@@ -306,9 +310,11 @@ def test_server_limit_refuses_and_times_out_queued_handlers(aio: bool) -> None:
                 aio_server(rec, [limit.aio_server_interceptor()]) as port,
                 aio_client(port) as channel,
             ):
-                holder = asyncio.ensure_future(call_aio(channel, "unary_unary", b"sleep=0.4"))
+                holder = asyncio.ensure_future(call_aio(channel, "unary_unary", b"hold"))
                 assert await async_wait_until(lambda: limit.in_flight == 1)
-                queued = asyncio.ensure_future(call_aio(channel, "unary_unary", b"q", timeout=0.1))
+                queued = asyncio.ensure_future(
+                    call_aio(channel, "unary_unary", b"q", timeout=_QUEUED_DEADLINE)
+                )
                 assert await async_wait_until(lambda: limit.queued == 1)
                 errors = []
                 with pytest.raises(grpc.RpcError) as full:
@@ -317,6 +323,7 @@ def test_server_limit_refuses_and_times_out_queued_handlers(aio: bool) -> None:
                 with pytest.raises(grpc.RpcError) as late:
                     await queued
                 errors.append(late.value)
+                rec.gate.set()
                 await holder
                 return errors
 
@@ -327,9 +334,9 @@ def test_server_limit_refuses_and_times_out_queued_handlers(aio: bool) -> None:
             sync_client(port) as channel,
             futures.ThreadPoolExecutor(2) as pool,
         ):
-            holder = pool.submit(call_sync, channel, "unary_unary", b"sleep=0.4")
+            holder = pool.submit(call_sync, channel, "unary_unary", b"hold")
             assert wait_until(lambda: limit.in_flight == 1)
-            queued = pool.submit(call_sync, channel, "unary_unary", b"q", timeout=0.1)
+            queued = pool.submit(call_sync, channel, "unary_unary", b"q", timeout=_QUEUED_DEADLINE)
             assert wait_until(lambda: limit.queued == 1)
             errors = []
             with pytest.raises(grpc.RpcError) as full:
@@ -338,6 +345,7 @@ def test_server_limit_refuses_and_times_out_queued_handlers(aio: bool) -> None:
             with pytest.raises(grpc.RpcError) as late:
                 queued.result()
             errors.append(late.value)
+            rec.gate.set()
             holder.result()
     assert errors[0].code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert errors[1].code() is grpc.StatusCode.DEADLINE_EXCEEDED

@@ -8,7 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
-from support_interceptors import (
+from support_harness import (
+    MODES,
     SHAPES,
     Recorder,
     aio_client,
@@ -24,8 +25,6 @@ from support_interceptors import (
 from grpc_channel.interceptors._chain import compose
 from grpc_channel.interceptors._concurrency import ConcurrencyLimit
 from grpc_channel.interceptors._deadline import Deadline
-
-MODES = ("wrap", "icpt")
 
 
 @pytest.mark.parametrize("shape", SHAPES)

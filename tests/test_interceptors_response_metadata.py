@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from support_interceptors import METHODS, SHAPES, Recorder, call_aio, call_sync, sync_server
+from support_harness import METHODS, SHAPES, Recorder, SyncHandler, call_aio, call_sync, sync_server
 
 from grpc_channel.interceptors._capture import Capture, Captured, capture
 from grpc_channel.interceptors._chain import compose
@@ -29,49 +29,15 @@ from grpc_channel.interceptors._response_metadata import (
 
 HEADERS = (("x-a", "1"), ("x-b", "2"), ("x-a", "3"), ("x-c-bin", b"\x00\xff"))
 TRAILERS = (("x-t", "1"), ("x-u-bin", b"\x01"), ("x-t", "2"))
-RELEASE = threading.Event()  # holds a b"wait" call in its handler until set
-
-
-def _sync_handler() -> grpc.GenericRpcHandler[Any, Any]:
-    def respond(context: grpc.ServicerContext) -> None:
-        context.send_initial_metadata(HEADERS)
-        context.set_trailing_metadata(TRAILERS)
-
-    def uu(request: bytes, context: grpc.ServicerContext) -> bytes:
-        if request == b"wait":
-            RELEASE.wait(10)
-        respond(context)
-        return b"echo:" + request
-
-    def us(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        respond(context)
-        for i in range(3):
-            yield b"%d:" % i + request
-
-    def su(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
-        items = list(requests)
-        respond(context)
-        return b"|".join(items)
-
-    def ss(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-        items = list(requests)
-        respond(context)
-        yield from items
-
-    return grpc.method_handlers_generic_handler(
-        "test.Svc",
-        {
-            "UU": grpc.unary_unary_rpc_method_handler(uu),
-            "US": grpc.unary_stream_rpc_method_handler(us),
-            "SU": grpc.stream_unary_rpc_method_handler(su),
-            "SS": grpc.stream_stream_rpc_method_handler(ss),
-        },
-    )
+# Every call's script starts with these headers and trailers (repeated keys, -bin values in hex).
+SCRIPT = b"header=x-a:1,x-b:2,x-a:3,x-c-bin:00ff;trailer=x-t:1,x-u-bin:01,x-t:2"
+REC = Recorder()
+RELEASE = REC.gate  # holds a b"hold" call in its handler until set
 
 
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
-    with sync_server(Recorder(), workers=4, handler=_sync_handler()) as bound:
+    with sync_server(REC, workers=4, handler=SyncHandler(REC, SCRIPT)) as bound:
         yield bound
 
 
@@ -111,12 +77,12 @@ def test_a_sync_call_still_running_is_read_through_the_public_accessors(port: in
     RELEASE.clear()
     timer = threading.Timer(0.2, RELEASE.set)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        future = channel.unary_unary(METHODS["unary_unary"]).future(b"wait")
+        future = channel.unary_unary(METHODS["unary_unary"]).future(b"hold")
         try:
             running = uses_fast_path(future)  # the handler is held: the call cannot have ended
             timer.start()
             pairs = ended_call_metadata(future)  # waits for the headers and the status
-            assert future.result() == b"echo:wait"
+            assert future.result() == b"echo:hold"
         finally:
             RELEASE.set()
             timer.cancel()

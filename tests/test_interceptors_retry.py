@@ -10,7 +10,8 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from support_interceptors import (
+from support_harness import (
+    MODES,
     SHAPES,
     SU,
     US,
@@ -31,7 +32,6 @@ from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
 from grpc_channel.interceptors._retry import PREVIOUS_ATTEMPTS_HEADER, Backoff, Retry
 from grpc_channel.interceptors._token import AppToken
 
-MODES = ("wrap", "icpt")
 _ids = itertools.count()
 
 

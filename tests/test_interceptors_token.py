@@ -7,7 +7,8 @@ from typing import Any
 
 import grpc
 import pytest
-from support_interceptors import (
+from support_harness import (
+    MODES,
     SHAPES,
     UU,
     Recorder,
@@ -24,7 +25,6 @@ from support_interceptors import (
 from grpc_channel.interceptors._chain import compose
 from grpc_channel.interceptors._token import DEFAULT_SKIP_METHODS, TOKEN_ENV, AppToken, TokenAuth
 
-MODES = ("wrap", "icpt")
 SECRET = "s3cret-t0ken"
 
 

@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -18,23 +16,22 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from support_tracing import (
-    FAIL_INTERNAL,
-    FAIL_INVALID,
-    FAIL_RAISE,
-    PATH_OF_SHAPE,
+from support_dapr_app import running_dapr_app
+from support_harness import (
+    METHODS,
     SERVICE,
     SHAPES,
-    UNARY,
+    UU,
     Recorder,
-    Telemetry,
     aio_server,
     call_aio,
     call_sync,
-    dapr_app,
+    expected,
+    free_port,
     sync_server,
     wait_until,
 )
+from support_tracing import Telemetry
 
 from grpc_channel.interceptors._chain import compose
 from grpc_channel.interceptors._policy import ClientCall, ClientPolicy
@@ -42,6 +39,9 @@ from grpc_channel.interceptors._retry import Retry
 from grpc_channel.interceptors._tracing import Tracing, TracingSpec
 
 W3C = TraceContextTextMapPropagator()
+FAIL_INVALID = b"abort=INVALID_ARGUMENT"  # the caller's fault
+FAIL_RAISE = b"raise"  # the handler raises RuntimeError -> UNKNOWN (the server's fault)
+FAIL_INTERNAL = b"abort=INTERNAL"
 
 
 @pytest.fixture(params=["sdk", "lean"])
@@ -154,12 +154,12 @@ def test_one_trace_client_to_server(aio: bool, shape: str, mode: str, tel: Telem
     server = Tracing(_spec(tel))
     results = _run(aio, recorder, server, client, mode, [(shape, b"hi")])
     assert not isinstance(results[0], grpc.RpcError), results[0]
-    assert set(results[0]) == {b"hi"}
+    assert results[0] == expected(shape, b"hi")
 
-    wait_until(lambda: len(tel.spans()) == 2)
+    assert wait_until(lambda: len(tel.spans()) == 2)
     cspan = _one(tel.spans_of_kind(SpanKind.CLIENT))
     sspan = _one(tel.spans_of_kind(SpanKind.SERVER))
-    path = PATH_OF_SHAPE[shape]
+    path = METHODS[shape]
     method = path.rsplit("/", 1)[1]
 
     # One trace; the server span is the child of the client span.
@@ -204,7 +204,7 @@ def test_client_span_is_child_of_the_callers_span(aio: bool, tel: Telemetry) -> 
     tracer = tel.tracer_provider.get_tracer("test")
     with tracer.start_as_current_span("outer") as outer:
         _run(aio, recorder, server, client, "chain", [("unary_unary", b"x")])
-    wait_until(lambda: len(tel.spans()) == 3)
+    assert wait_until(lambda: len(tel.spans()) == 3)
     cspan = _one(tel.spans_of_kind(SpanKind.CLIENT))
     sspan = _one(tel.spans_of_kind(SpanKind.SERVER))
     outer_ctx = outer.get_span_context()
@@ -241,7 +241,7 @@ def test_error_status(
     assert isinstance(results[0], grpc.RpcError)
     assert results[0].code() is code
 
-    wait_until(lambda: len(tel.spans()) == 2)
+    assert wait_until(lambda: len(tel.spans()) == 2)
     cspan = _one(tel.spans_of_kind(SpanKind.CLIENT))
     sspan = _one(tel.spans_of_kind(SpanKind.SERVER))
     # Client spans: every non-OK code is an error.
@@ -269,17 +269,14 @@ def test_error_status(
 @pytest.mark.parametrize("aio", [False, True])
 def test_unreachable_server_is_a_client_error(aio: bool, tel: Telemetry) -> None:
     client = Tracing(_spec(tel))
-    # A port nobody listens on: bind, learn it, close.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
 
     if aio:
 
         async def main() -> grpc.StatusCode:
             async with _aio_client(port, client, "chain") as channel:
                 try:
-                    await channel.unary_unary(UNARY, None, None)(b"x", timeout=5)
+                    await channel.unary_unary(UU, None, None)(b"x", timeout=5)
                 except grpc.RpcError as exc:
                     return exc.code()
             raise AssertionError("call should fail")
@@ -288,7 +285,7 @@ def test_unreachable_server_is_a_client_error(aio: bool, tel: Telemetry) -> None
     else:
         with _sync_client(port, client, "chain") as channel:
             with pytest.raises(grpc.RpcError) as info:
-                channel.unary_unary(UNARY, None, None)(b"x", timeout=5)
+                channel.unary_unary(UU, None, None)(b"x", timeout=5)
             code = info.value.code()
     assert code is grpc.StatusCode.UNAVAILABLE
     cspan = _one(tel.spans_of_kind(SpanKind.CLIENT))
@@ -310,8 +307,10 @@ def test_rate_zero_records_nothing_and_still_propagates(
     server = Tracing(_spec(tel, sampling_rate=1.0))
     results = _run(aio, recorder, server, client, "chain", [(shape, b"a"), (shape, b"b")])
     assert all(not isinstance(r, grpc.RpcError) for r in results)
-    wait_until(lambda: tel.sum_value("rpc.server.active_calls") == 0 and len(recorder.seen) == 2)
-    wait_until(lambda: sum(tel.histogram_counts("rpc.server.duration").values()) == 2)
+    assert wait_until(
+        lambda: tel.sum_value("rpc.server.active_calls") == 0 and len(recorder.seen) == 2
+    )
+    assert wait_until(lambda: sum(tel.histogram_counts("rpc.server.duration").values()) == 2)
     assert tel.spans() == ()
 
     trace_ids = set()
@@ -339,7 +338,7 @@ def test_rate_zero_keeps_a_sampled_parent(aio: bool, tel: Telemetry) -> None:
     with tracer.start_as_current_span("outer"):
         _run(aio, recorder, server, client, "chain", [("unary_unary", b"x")])
     # ParentBased: the sampled parent wins over the ratio on both sides.
-    wait_until(lambda: len(tel.spans()) == 3)
+    assert wait_until(lambda: len(tel.spans()) == 3)
     assert len(tel.spans_of_kind(SpanKind.CLIENT)) == 1
     assert len(tel.spans_of_kind(SpanKind.SERVER)) == 1
 
@@ -352,7 +351,7 @@ def test_metrics_durations_and_in_flight(aio: bool, tel: Telemetry) -> None:
     recorder = Recorder()
     calls = [("unary_unary", b"ok")] * 3 + [("unary_stream", b"ok"), ("unary_unary", FAIL_INVALID)]
     _run(aio, recorder, Tracing(_spec(tel)), Tracing(_spec(tel)), "chain", calls)
-    wait_until(lambda: sum(tel.histogram_counts("rpc.server.duration").values()) == 5)
+    assert wait_until(lambda: sum(tel.histogram_counts("rpc.server.duration").values()) == 5)
     assert tel.histogram_counts("rpc.client.duration") == {0: 4, 3: 1}
     assert tel.histogram_counts("rpc.server.duration") == {0: 4, 3: 1}
     # Every call that started also ended.
@@ -362,7 +361,7 @@ def test_metrics_durations_and_in_flight(aio: bool, tel: Telemetry) -> None:
         (p.attributes["rpc.method"], p.attributes["rpc.grpc.status_code"])
         for p in tel.points("rpc.client.duration")
     }
-    assert methods == {("Unary", 0), ("ServerStream", 0), ("Unary", 3)}
+    assert methods == {("UU", 0), ("US", 0), ("UU", 3)}
     for point in tel.points("rpc.client.duration"):
         assert point.attributes["rpc.system"] == "grpc"
         assert point.attributes["rpc.service"] == SERVICE
@@ -373,7 +372,7 @@ def test_metrics_off_records_no_metrics(tel: Telemetry) -> None:
     recorder = Recorder()
     spec = _spec(tel, metrics=False)
     _run(False, recorder, Tracing(spec), Tracing(spec), "chain", [("unary_unary", b"x")])
-    wait_until(lambda: len(tel.spans()) == 2)
+    assert wait_until(lambda: len(tel.spans()) == 2)
     assert tel.points("rpc.client.duration") == []
     assert tel.points("rpc.server.active_calls") == []
 
@@ -386,16 +385,16 @@ def test_span_name_format_and_extra_attributes(aio: bool, tel: Telemetry) -> Non
     recorder = Recorder()
     spec = _spec(tel, span_name="rpc {service}.{method}", attributes={"app.id": "orders"})
     _run(aio, recorder, Tracing(spec), Tracing(spec), "chain", [("unary_unary", b"x")])
-    wait_until(lambda: len(tel.spans()) == 2)
+    assert wait_until(lambda: len(tel.spans()) == 2)
     for span in tel.spans():
-        assert span.name == f"rpc {SERVICE}.Unary"
+        assert span.name == f"rpc {SERVICE}.UU"
         assert _attrs(span)["app.id"] == "orders"
 
 
 @pytest.mark.parametrize("aio", [False, True])
 def test_excluded_methods_are_left_alone(aio: bool, tel: Telemetry) -> None:
     recorder = Recorder()
-    spec = _spec(tel, exclude_methods=frozenset({UNARY}))
+    spec = _spec(tel, exclude_methods=frozenset({UU}))
     _run(
         aio,
         recorder,
@@ -404,9 +403,9 @@ def test_excluded_methods_are_left_alone(aio: bool, tel: Telemetry) -> None:
         "chain",
         [("unary_unary", b"x"), ("unary_stream", b"y")],
     )
-    wait_until(lambda: len(tel.spans()) == 2)
-    assert {s.name for s in tel.spans()} == {f"{SERVICE}/ServerStream"}
-    unary_seen = [s for s in recorder.seen if s.method == UNARY]
+    assert wait_until(lambda: len(tel.spans()) == 2)
+    assert {s.name for s in tel.spans()} == {f"{SERVICE}/US"}
+    unary_seen = [s for s in recorder.seen if s.method == UU]
     assert unary_seen[0].traceparent is None
     assert unary_seen[0].current_trace_id == 0
     assert tel.histogram_counts("rpc.client.duration") == {0: 1}
@@ -434,9 +433,9 @@ def test_metadata_values_are_never_attributes(aio: bool, tel: Telemetry) -> None
                 raw = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
                 try:
                     channel = chain.wrap_aio(raw)
-                    await channel.unary_unary(UNARY, None, None)(b"x", timeout=10)
+                    await channel.unary_unary(UU, None, None)(b"x", timeout=10)
                     with contextlib.suppress(grpc.RpcError):
-                        await channel.unary_unary(UNARY, None, None)(FAIL_RAISE, timeout=10)
+                        await channel.unary_unary(UU, None, None)(FAIL_RAISE, timeout=10)
                 finally:
                     await raw.close(None)
 
@@ -446,12 +445,12 @@ def test_metadata_values_are_never_attributes(aio: bool, tel: Telemetry) -> None
             raw = grpc.insecure_channel(f"127.0.0.1:{port}")
             try:
                 channel = chain.wrap(raw)
-                channel.unary_unary(UNARY, None, None)(b"x", timeout=10)
+                channel.unary_unary(UU, None, None)(b"x", timeout=10)
                 with contextlib.suppress(grpc.RpcError):
-                    channel.unary_unary(UNARY, None, None)(FAIL_RAISE, timeout=10)
+                    channel.unary_unary(UU, None, None)(FAIL_RAISE, timeout=10)
             finally:
                 raw.close()
-    wait_until(lambda: len(tel.spans()) == 4)
+    assert wait_until(lambda: len(tel.spans()) == 4)
     for span in tel.spans():
         text = repr(span.to_json())
         assert secret not in text
@@ -479,7 +478,7 @@ def test_calls_from_a_handler_continue_the_trace(aio: bool, tel: Telemetry) -> N
                 inner = compose(Tracing(_spec(tel))).wrap_aio(inner_raw)
 
                 async def relay(request: bytes, context: Any) -> bytes:
-                    return await inner.unary_unary(UNARY, None, None)(request, timeout=10)  # type: ignore[no-any-return]
+                    return await inner.unary_unary(UU, None, None)(request, timeout=10)  # type: ignore[no-any-return]
 
                 handler = grpc.method_handlers_generic_handler(
                     "test.v1.Relay", {"Call": grpc.unary_unary_rpc_method_handler(relay)}
@@ -491,7 +490,7 @@ def test_calls_from_a_handler_continue_the_trace(aio: bool, tel: Telemetry) -> N
                         _aio_client(port, edge, "chain") as channel,
                     ):
                         reply = await channel.unary_unary(RELAY, None, None)(b"r", timeout=10)
-                        assert reply == b"r"
+                        assert reply == b"echo:r"
                 finally:
                     await inner_raw.close(None)
 
@@ -502,7 +501,7 @@ def test_calls_from_a_handler_continue_the_trace(aio: bool, tel: Telemetry) -> N
             inner = compose(Tracing(_spec(tel))).wrap(inner_raw)
 
             def relay(request: bytes, context: Any) -> bytes:
-                return inner.unary_unary(UNARY, None, None)(request, timeout=10)  # type: ignore[no-any-return]
+                return inner.unary_unary(UU, None, None)(request, timeout=10)  # type: ignore[no-any-return]
 
             handler = grpc.method_handlers_generic_handler(
                 "test.v1.Relay", {"Call": grpc.unary_unary_rpc_method_handler(relay)}
@@ -514,17 +513,17 @@ def test_calls_from_a_handler_continue_the_trace(aio: bool, tel: Telemetry) -> N
                     ) as port,
                     _sync_client(port, edge, "chain") as channel,
                 ):
-                    assert channel.unary_unary(RELAY, None, None)(b"r", timeout=10) == b"r"
+                    assert channel.unary_unary(RELAY, None, None)(b"r", timeout=10) == b"echo:r"
             finally:
                 inner_raw.close()
 
-    wait_until(lambda: len(tel.spans()) == 4)
+    assert wait_until(lambda: len(tel.spans()) == 4)
     by_name = {(s.kind, s.name): s for s in tel.spans()}
     chain = [
         by_name[(SpanKind.CLIENT, "test.v1.Relay/Call")],
         by_name[(SpanKind.SERVER, "test.v1.Relay/Call")],
-        by_name[(SpanKind.CLIENT, UNARY[1:])],
-        by_name[(SpanKind.SERVER, UNARY[1:])],
+        by_name[(SpanKind.CLIENT, UU[1:])],
+        by_name[(SpanKind.SERVER, UU[1:])],
     ]
     assert len({s.context.trace_id for s in chain if s.context}) == 1
     for parent, child in itertools.pairwise(chain):
@@ -540,7 +539,7 @@ def test_server_span_does_not_leak_into_the_next_call(aio: bool, tel: Telemetry)
     recorder = Recorder()
     # The streaming method is not traced, so whatever span is current in its handler could only
     # be a leftover of an earlier call.
-    stream = PATH_OF_SHAPE["unary_stream"]
+    stream = METHODS["unary_stream"]
     server = Tracing(_spec(tel, exclude_methods=frozenset({stream})))
     payloads = (b"a", FAIL_RAISE, FAIL_INVALID, b"b")
     if aio:
@@ -552,7 +551,7 @@ def test_server_span_does_not_leak_into_the_next_call(aio: bool, tel: Telemetry)
             ):
                 for payload in payloads:
                     with contextlib.suppress(grpc.RpcError):
-                        await channel.unary_unary(UNARY, None, None)(payload, timeout=10)
+                        await channel.unary_unary(UU, None, None)(payload, timeout=10)
                     async for _ in channel.unary_stream(stream, None, None)(b"s", timeout=10):
                         pass
 
@@ -564,10 +563,10 @@ def test_server_span_does_not_leak_into_the_next_call(aio: bool, tel: Telemetry)
         ):
             for payload in payloads:
                 with contextlib.suppress(grpc.RpcError):
-                    channel.unary_unary(UNARY, None, None)(payload, timeout=10)
+                    channel.unary_unary(UU, None, None)(payload, timeout=10)
                 list(channel.unary_stream(stream, None, None)(b"s", timeout=10))
-    traced = [s for s in recorder.seen if s.method == UNARY]
-    untraced = [s for s in recorder.seen if s.method != UNARY]
+    traced = [s for s in recorder.seen if s.method == UU]
+    untraced = [s for s in recorder.seen if s.method != UU]
     assert len(traced) == len(untraced) == len(payloads)
     assert all(s.current_trace_id != 0 for s in traced)
     assert [s.current_trace_id for s in untraced] == [0] * len(payloads)
@@ -577,18 +576,18 @@ def test_server_span_does_not_leak_into_the_next_call(aio: bool, tel: Telemetry)
 
 
 @pytest.mark.parametrize("aio", [False, True])
-def test_trace_reaches_a_dapr_app_handler(aio: bool, tel: Telemetry, tmp_path: Any) -> None:
+def test_trace_reaches_a_dapr_app_handler(aio: bool, tel: Telemetry) -> None:
     from dapr.proto.common.v1 import common_pb2
 
-    out = tmp_path / "seen.jsonl"
-    request = common_pb2.InvokeRequest(method="trace").SerializeToString()
+    # The dapr SDK App's "metadata" method answers the invocation metadata it received.
+    request = common_pb2.InvokeRequest(method="metadata").SerializeToString()
     on_invoke = "/dapr.proto.runtime.v1.AppCallback/OnInvoke"
     client = Tracing(_spec(tel))
-    with dapr_app(str(out)) as port:
+    with running_dapr_app() as app:
         if aio:
 
             async def main() -> bytes:
-                async with _aio_client(port, client, "chain") as channel:
+                async with _aio_client(app.port, client, "chain") as channel:
                     reply: bytes = await channel.unary_unary(on_invoke, None, None)(
                         request, timeout=10
                     )
@@ -596,15 +595,14 @@ def test_trace_reaches_a_dapr_app_handler(aio: bool, tel: Telemetry, tmp_path: A
 
             reply = asyncio.run(main())
         else:
-            with _sync_client(port, client, "chain") as channel:
+            with _sync_client(app.port, client, "chain") as channel:
                 reply = channel.unary_unary(on_invoke, None, None)(request, timeout=10)
-    assert common_pb2.InvokeResponse.FromString(reply).data.value == b"ok"
+    seen = json.loads(common_pb2.InvokeResponse.FromString(reply).data.value)
     cspan = _one(tel.spans_of_kind(SpanKind.CLIENT))
     assert cspan.context is not None
     assert cspan.name == "dapr.proto.runtime.v1.AppCallback/OnInvoke"
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == 1
-    _, trace_hex, span_hex, flags = lines[0]["traceparent"].split("-")
+    assert len(seen["traceparent"]) == 1
+    _, trace_hex, span_hex, flags = seen["traceparent"][0].split("-")
     assert int(trace_hex, 16) == cspan.context.trace_id
     assert int(span_hex, 16) == cspan.context.span_id
     assert int(flags, 16) & 0x01  # sampled
@@ -615,35 +613,23 @@ def test_trace_reaches_a_dapr_app_handler(aio: bool, tel: Telemetry, tmp_path: A
 
 def test_in_flight_counts_while_handlers_block(tel: Telemetry) -> None:
     n = 4
-    release = threading.Event()
-    entered: list[int] = []
-    lock = threading.Lock()
-
-    def hold(request: bytes, context: Any) -> bytes:
-        with lock:
-            entered.append(1)
-        release.wait(10)
-        return request
-
-    handler = grpc.method_handlers_generic_handler(
-        "test.v1.Hold", {"Call": grpc.unary_unary_rpc_method_handler(hold)}
-    )
+    recorder = Recorder()  # "hold" calls wait in the handler until recorder.gate is set
     client = Tracing(_spec(tel))
     server = Tracing(_spec(tel))
     with (
-        sync_server(Recorder(), [server.server_interceptor()], workers=n, handler=handler) as port,
+        sync_server(recorder, [server.server_interceptor()], workers=n) as port,
         _sync_client(port, client, "chain") as channel,
     ):
-        method = channel.unary_unary("/test.v1.Hold/Call", None, None)
+        method = channel.unary_unary(UU, None, None)
         try:
-            futures = [method.future(b"h", timeout=10) for _ in range(n)]
-            wait_until(lambda: len(entered) == n)
+            futures = [method.future(b"hold", timeout=10) for _ in range(n)]
+            assert wait_until(lambda: recorder.handled == n)
             assert tel.sum_value("rpc.client.active_calls") == n
             assert tel.sum_value("rpc.server.active_calls") == n
         finally:
-            release.set()
-        assert [f.result() for f in futures] == [b"h"] * n
-    wait_until(lambda: sum(tel.histogram_counts("rpc.server.duration").values()) == n)
+            recorder.gate.set()
+        assert [f.result() for f in futures] == [b"echo:hold"] * n
+    assert wait_until(lambda: sum(tel.histogram_counts("rpc.server.duration").values()) == n)
     assert tel.sum_value("rpc.client.active_calls") == 0
     assert tel.sum_value("rpc.server.active_calls") == 0
     assert tel.histogram_counts("rpc.client.duration") == {0: n}
@@ -656,34 +642,19 @@ def test_in_flight_counts_while_handlers_block(tel: Telemetry) -> None:
 def test_retries_under_one_client_span_or_one_each(tracing_outside: bool, tel: Telemetry) -> None:
     """Outside Retry: one client span, every attempt's server span its child. Inside: one client
     span per attempt, each the parent of its server span, all in one trace (a caller span)."""
-    failures = [2]
-    lock = threading.Lock()
-
-    def flaky(request: bytes, context: Any) -> bytes:
-        with lock:
-            fail = failures[0] > 0
-            failures[0] -= 1
-        if fail:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
-        return request
-
-    handler = grpc.method_handlers_generic_handler(
-        "test.v1.Flaky", {"Call": grpc.unary_unary_rpc_method_handler(flaky)}
-    )
+    flaky = b"fail_first=2:UNAVAILABLE;id=flaky"  # two UNAVAILABLE attempts, then OK
     client = Tracing(_spec(tel))
     retry = Retry(3, base_delay=0.001, jitter=0.0)
     chain = compose(client, retry) if tracing_outside else compose(retry, client)
     tracer = tel.tracer_provider.get_tracer("test")
     with (
-        sync_server(
-            Recorder(), [Tracing(_spec(tel)).server_interceptor()], handler=handler
-        ) as port,
+        sync_server(Recorder(), [Tracing(_spec(tel)).server_interceptor()]) as port,
         grpc.insecure_channel(f"127.0.0.1:{port}") as raw,
         tracer.start_as_current_span("caller") as caller,
     ):
-        assert chain.wrap(raw).unary_unary("/test.v1.Flaky/Call", None, None)(b"x") == b"x"
+        assert chain.wrap(raw).unary_unary(UU, None, None)(flaky) == b"echo:" + flaky
     expected_clients = 1 if tracing_outside else 3
-    wait_until(lambda: len(tel.spans()) == 1 + expected_clients + 3)
+    assert wait_until(lambda: len(tel.spans()) == 1 + expected_clients + 3)
     clients = tel.spans_of_kind(SpanKind.CLIENT)
     servers = tel.spans_of_kind(SpanKind.SERVER)
     assert len(clients) == expected_clients and len(servers) == 3
@@ -719,8 +690,8 @@ def test_server_continues_a_valid_incoming_trace_only(
         sync_server(recorder, [Tracing(_spec(tel)).server_interceptor()]) as port,
         grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
     ):
-        channel.unary_unary(UNARY, None, None)(b"x", metadata=headers, timeout=10)
-    wait_until(lambda: len(tel.spans()) == 1)
+        channel.unary_unary(UU, None, None)(b"x", metadata=headers, timeout=10)
+    assert wait_until(lambda: len(tel.spans()) == 1)
     sspan = _one(tel.spans_of_kind(SpanKind.SERVER))
     assert sspan.context is not None
     if continues:

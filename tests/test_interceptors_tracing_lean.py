@@ -21,8 +21,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from support_interceptors import aio_client, sync_client
-from support_tracing import UNARY, Recorder, aio_server, call_aio, call_sync, sync_server
+from support_harness import (
+    UU,
+    Recorder,
+    aio_client,
+    aio_server,
+    call_aio,
+    call_sync,
+    sync_client,
+    sync_server,
+)
 
 from grpc_channel.interceptors._chain import compose
 from grpc_channel.interceptors._lean_spans import LeanSpan, LeanTracer
@@ -318,7 +326,7 @@ def test_calls_export_through_a_batch_processor_and_policies_can_annotate(aio: b
     clients = [s for s in spans if s.kind is SpanKind.CLIENT]
     servers = [s for s in spans if s.kind is SpanKind.SERVER]
     assert len(clients) == len(servers) == calls
-    assert all(s.name == UNARY.lstrip("/") for s in spans)
+    assert all(s.name == UU.lstrip("/") for s in spans)
     assert all(dict(s.attributes or {})["app.tenant"] == "acme" for s in clients)
     # Each server span is the child of one client span, in the same trace, and the handler saw it
     # as the current span.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 
 import grpc
@@ -11,7 +10,7 @@ import pytest
 from dapr.proto.common.v1 import common_pb2 as dapr_common_pb2
 from google.protobuf import any_pb2, wrappers_pb2
 from google.rpc import error_details_pb2, status_pb2
-from support_metadata import FAIL, FAIL_MESSAGE, PLAIN, bad_request_detail, echo_server
+from support_harness import FAIL, FAIL_MESSAGE, PLAIN, bad_request_detail, free_port
 
 from grpc_channel.interceptors._errors import LocalRpcError
 from grpc_channel.invoke import (
@@ -503,9 +502,8 @@ def _error_from(target: str, method: str, aio: bool) -> grpc.RpcError:
 
 
 @pytest.mark.parametrize("aio", [False, True])
-def test_from_rpc_error_unpacks_bad_request_details(aio: bool) -> None:
-    with echo_server() as target:
-        err = _error_from(target, FAIL, aio)
+def test_from_rpc_error_unpacks_bad_request_details(aio: bool, served_target: str) -> None:
+    err = _error_from(served_target, FAIL, aio)
     rsp = InvokeMethodResponse.from_rpc_error(err)
     assert rsp.status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert rsp.status.message == FAIL_MESSAGE
@@ -524,9 +522,8 @@ def test_from_rpc_error_unpacks_bad_request_details(aio: bool) -> None:
 
 
 @pytest.mark.parametrize("aio", [False, True])
-def test_from_rpc_error_without_details(aio: bool) -> None:
-    with echo_server() as target:
-        err = _error_from(target, PLAIN, aio)
+def test_from_rpc_error_without_details(aio: bool, served_target: str) -> None:
+    err = _error_from(served_target, PLAIN, aio)
     rsp = InvokeMethodResponse.from_rpc_error(err)
     assert rsp.status.code == grpc.StatusCode.NOT_FOUND.value[0]
     assert rsp.status.message == "no such thing" and rsp.status.details == []
@@ -561,16 +558,9 @@ def test_from_rpc_error_with_a_bare_rpc_error_and_bad_input() -> None:
         InvokeMethodResponse.from_rpc_error(ValueError("x"))  # type: ignore[arg-type]
 
 
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("aio", [False, True])
 def test_from_rpc_error_for_an_unreachable_app(aio: bool) -> None:
-    err = _error_from(f"127.0.0.1:{_closed_port()}", PLAIN, aio)
+    err = _error_from(f"127.0.0.1:{free_port()}", PLAIN, aio)
     rsp = InvokeMethodResponse.from_rpc_error(err)
     assert rsp.status.code == grpc.StatusCode.UNAVAILABLE.value[0]
     assert rsp.status.message and rsp.status.details == []

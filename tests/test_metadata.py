@@ -6,11 +6,10 @@ import asyncio
 import contextvars
 import json
 import threading
-from concurrent import futures
 
 import grpc
 import pytest
-from support_metadata import ECHO, RAW, echo_server
+from support_harness import ECHO, RAW, Recorder, aio_server, sync_server
 
 from grpc_channel.metadata import (
     HTTP_PERMANENT_HEADERS,
@@ -315,8 +314,8 @@ def test_from_grpc_conversions_and_none() -> None:
     assert Metadata.from_grpc(listed) == {"k": ["v"]}  # type: ignore[arg-type]
 
 
-def test_from_grpc_reads_grpcio_metadatum_objects() -> None:
-    with echo_server() as target, grpc.insecure_channel(target) as channel:
+def test_from_grpc_reads_grpcio_metadatum_objects(served_target: str) -> None:
+    with grpc.insecure_channel(served_target) as channel:
         _, call = channel.unary_unary(ECHO, None, None).with_call(
             b"", metadata=(("x-a", "1"),), timeout=10
         )
@@ -581,29 +580,29 @@ def _sent() -> Metadata:
 
 
 @pytest.mark.parametrize("aio", [False, True])
-def test_metadata_round_trips_through_a_real_server(aio: bool) -> None:
+def test_metadata_round_trips_through_a_real_server(aio: bool, served_target: str) -> None:
     sent = _sent()
-    with echo_server() as target:
-        if aio:
+    target = served_target
+    if aio:
 
-            async def call() -> tuple[Metadata, Metadata, bytes]:
-                async with grpc.aio.insecure_channel(target) as channel:
-                    rpc = channel.unary_unary(ECHO, None, None)(
-                        b"body", metadata=sent.to_grpc(), timeout=10
-                    )
-                    body = await rpc
-                    headers = Metadata.from_grpc(await rpc.initial_metadata())
-                    trailers = Metadata.from_grpc(await rpc.trailing_metadata())
-                    return headers, trailers, body
-
-            headers, trailers, body = asyncio.run(call())
-        else:
-            with grpc.insecure_channel(target) as channel:
-                body, call_ = channel.unary_unary(ECHO, None, None).with_call(
+        async def call() -> tuple[Metadata, Metadata, bytes]:
+            async with grpc.aio.insecure_channel(target) as channel:
+                rpc = channel.unary_unary(ECHO, None, None)(
                     b"body", metadata=sent.to_grpc(), timeout=10
                 )
-                headers = Metadata.from_grpc(call_.initial_metadata())
-                trailers = Metadata.from_grpc(call_.trailing_metadata())
+                body = await rpc
+                headers = Metadata.from_grpc(await rpc.initial_metadata())
+                trailers = Metadata.from_grpc(await rpc.trailing_metadata())
+                return headers, trailers, body
+
+        headers, trailers, body = asyncio.run(call())
+    else:
+        with grpc.insecure_channel(target) as channel:
+            body, call_ = channel.unary_unary(ECHO, None, None).with_call(
+                b"body", metadata=sent.to_grpc(), timeout=10
+            )
+            headers = Metadata.from_grpc(call_.initial_metadata())
+            trailers = Metadata.from_grpc(call_.trailing_metadata())
     assert body == b"body"
     # The server forwarded what it received (its user-agent dropped by to_grpc) back to us.
     assert headers == sent
@@ -611,23 +610,23 @@ def test_metadata_round_trips_through_a_real_server(aio: bool) -> None:
     assert headers.get("x-data-bin") == [b"\x00\xff\x10", "text as utf-8 \u00e9".encode()]
 
 
-def test_forwarding_received_metadata_never_fails_the_call() -> None:
+def test_forwarding_received_metadata_never_fails_the_call(served_target: str) -> None:
     # Received metadata with the reserved user-agent and an unsendable value is sent on as it is.
     received = Metadata.from_grpc(
         (("user-agent", "ua"), ("x-a", "1"), ("x-odd", "caf\u00e9"), ("grpc-timeout", "1S"))
     )
-    with echo_server() as target, grpc.insecure_channel(target) as channel:
+    with grpc.insecure_channel(served_target) as channel:
         _, call = channel.unary_unary(ECHO, None, None).with_call(
             b"", metadata=received.to_grpc(), timeout=10
         )
         assert Metadata.from_grpc(call.initial_metadata()) == {"x-a": ["1"]}
 
 
-def test_reserved_keys_never_reach_a_grpcio_peer() -> None:
+def test_reserved_keys_never_reach_a_grpcio_peer(served_target: str) -> None:
     # Why they are refused: sent raw (bypassing Metadata), grpc core swallows every one of them or
     # fails the call. grpc-message-type is reserved after grpc-go, which drops it; grpcio passes it.
     values = {"grpc-timeout": "1S", "te": "trailers", "content-type": "application/grpc+x"}
-    with echo_server() as target, grpc.insecure_channel(target) as channel:
+    with grpc.insecure_channel(served_target) as channel:
         raw = channel.unary_unary(RAW, None, None)
         assert json.loads(raw(b"", metadata=(("x-probe", "1"),), timeout=10))[-1] == [
             "x-probe",
@@ -676,24 +675,12 @@ def test_incoming_metadata_in_a_real_server_handler(aio: bool) -> None:
     if aio:
 
         async def main() -> list[bytes]:
-            server = grpc.aio.server()
-            server.add_generic_rpc_handlers((handlers,))
-            port = server.add_insecure_port("127.0.0.1:0")
-            await server.start()
-            try:
+            async with aio_server(Recorder(), handler=handlers) as port:
                 return await asyncio.to_thread(calls, f"127.0.0.1:{port}")
-            finally:
-                await server.stop(None)
 
         results = asyncio.run(main())
     else:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        server.add_generic_rpc_handlers((handlers,))
-        port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        try:
+        with sync_server(Recorder(), workers=2, handler=handlers) as port:
             results = calls(f"127.0.0.1:{port}")
-        finally:
-            server.stop(None)
     assert results == [b"ann", b"bob"]  # each call saw its own metadata
     assert from_incoming() == {}

@@ -4,7 +4,6 @@ wait-for-ready, deadlines and per-RPC credentials (the engine through wrap, and 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -12,13 +11,11 @@ from typing import Any
 
 import grpc
 import pytest
+from support_harness import free_port
 from support_options import echo_modules, serve
 
 from grpc_channel._engine import AsyncEngine, CallPlan, SyncEngine
-from grpc_channel.encoding import get_codec
-from grpc_channel.interceptors._errors import LocalRpcError
-from grpc_channel.metadata import Metadata, outgoing_metadata
-from grpc_channel.options import (
+from grpc_channel.call_options import (
     CallInfo,
     CallOption,
     Peer,
@@ -36,6 +33,9 @@ from grpc_channel.options import (
     use_compressor,
     wait_for_ready,
 )
+from grpc_channel.encoding import get_codec
+from grpc_channel.interceptors._errors import LocalRpcError
+from grpc_channel.metadata import Metadata, outgoing_metadata
 from grpc_channel.stubs import wrap
 
 AIO = [pytest.param(False, id="sync"), pytest.param(True, id="aio")]
@@ -419,17 +419,10 @@ def test_timeout_expires_with_deadline_exceeded(aio: bool) -> None:
         run(aio, port, body)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("aio", AIO)
 def test_wait_for_ready_waits_for_a_server_started_later(aio: bool) -> None:
     pb2, _ = echo_modules()
-    port = _free_port()
+    port = free_port()
     started = threading.Event()
     stop = threading.Event()
 

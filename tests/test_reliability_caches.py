@@ -28,7 +28,7 @@ import pytest
 from google.protobuf import wrappers_pb2
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import SpanProcessor
-from support_interceptors import Recorder, sync_server, wait_until
+from support_harness import AioHandler, Recorder, SyncHandler, aio_server, sync_server, wait_until
 from support_tracing import Telemetry
 
 from grpc_channel import (
@@ -41,7 +41,6 @@ from grpc_channel import (
 )
 from grpc_channel._async_channel import AsyncChannel
 from grpc_channel._async_channel import dial as aio_dial
-from grpc_channel._engine import Shape
 from grpc_channel.interceptors import BoundedCache, Tracing, TracingSpec, compose
 from grpc_channel.interceptors._bounded import DEFAULT_CACHE_CAPACITY
 from grpc_channel.interceptors._policy import CallShape, ClientCall, ServerCall
@@ -63,45 +62,22 @@ def small_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
 
 
 # --- a server that answers any path ---------------------------------------------------------------
-
-
-def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
-    if request.startswith(b"sleep="):
-        time.sleep(float(request[6:]))
-    return request
-
-
-async def _echo_aio(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-    return request
-
-
-class AnyPath(grpc.GenericRpcHandler):  # type: ignore[type-arg]
-    """Answers every method path with an echo; the same handler object each time, as generated
-    servicers do (so a server interceptor can reuse what it wrapped)."""
-
-    def __init__(self, aio: bool = False) -> None:
-        self._handler = grpc.unary_unary_rpc_method_handler(_echo_aio if aio else _echo)
-
-    def service(self, handler_call_details: Any) -> Any:
-        return self._handler
+# The harness's scripted servicer, replying with each request unchanged ("plain"): a request
+# "sleep=<s>" sleeps first.
 
 
 @contextlib.contextmanager
 def any_path_server(interceptors: tuple[Any, ...] = ()) -> Iterator[str]:
-    with sync_server(Recorder(), interceptors, handler=AnyPath()) as port:
+    rec = Recorder()
+    with sync_server(rec, interceptors, handler=SyncHandler(rec, b"plain")) as port:
         yield f"127.0.0.1:{port}"
 
 
 @contextlib.asynccontextmanager
 async def any_path_aio_server(interceptors: tuple[Any, ...] = ()) -> AsyncIterator[str]:
-    server = grpc.aio.server(interceptors=list(interceptors))
-    server.add_generic_rpc_handlers((AnyPath(aio=True),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
+    rec = Recorder()
+    async with aio_server(rec, interceptors, handler=AioHandler(rec, b"plain")) as port:
         yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(None)
 
 
 def _tracing_of(channel: Any) -> Tracing:
@@ -262,7 +238,7 @@ def test_sync_channel_invoke_caches_stay_bounded(small_caches: int) -> None:
             assert many[0] not in channel._raw_routes
             assert channel.invoke(many[0], b"again") == b"again"
             assert many[0] in channel._raw_routes
-            assert (many[0], Shape.UNARY_UNARY) not in channel._engine._routes
+            assert (many[0], CallShape.UNARY_UNARY) not in channel._engine._routes
             again = wrappers_pb2.StringValue(value="again")
             assert channel.invoke(many[0], again, response_type=wrappers_pb2.StringValue) == again
             _check_channel_caches(channel, small_caches)
@@ -416,7 +392,7 @@ def _channel_paths(spec: TracingSpec) -> tuple[Any, Any]:
 
     def one(path: str) -> None:
         channel._raw_route(path)
-        channel._engine.route(path, Shape.UNARY_UNARY, wrappers_pb2.StringValue)
+        channel._engine.route(path, CallShape.UNARY_UNARY, wrappers_pb2.StringValue)
 
     return one, channel.close
 
@@ -457,7 +433,7 @@ def _server_tracing_paths(spec: TracingSpec) -> tuple[Any, Any]:
 def _server_paths(spec: TracingSpec) -> tuple[Any, Any]:
     """A server interceptor wrapping the catch-all handler for each new path."""
     interceptor = compose(Tracing(spec)).server_interceptors()[0]
-    handler = AnyPath()._handler
+    handler = SyncHandler(Recorder(), b"plain").build("/any/Call")
 
     def one(path: str) -> None:
         interceptor.intercept_service(lambda _: handler, SimpleNamespace(method=path))

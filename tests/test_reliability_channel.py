@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent import futures
 from typing import Any
 
@@ -24,20 +24,14 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 from support_channel import AppPeer, OwnApp
-from support_dapr_app import DaprApp, running_dapr_app
-from support_interceptors import wait_until
+from support_dapr_app import DaprApp
+from support_harness import wait_until
 
 from grpc_channel._async_channel import AsyncChannel
 from grpc_channel._channel_core import AppNotReadyError
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
-from grpc_channel.channel import Channel, with_raise_errors
-from grpc_channel.encoding import get_codec
-from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
-from grpc_channel.metadata import Metadata, outgoing_metadata
-from grpc_channel.options import (
+from grpc_channel.call_options import (
     CallOption,
-    DialOption,
-    OptionError,
     Peer,
     call_content_subtype,
     call_metadata,
@@ -47,11 +41,19 @@ from grpc_channel.options import (
     peer,
     per_rpc_credentials,
     trailer,
+)
+from grpc_channel.channel import Channel, with_raise_errors
+from grpc_channel.defaults import OptionError
+from grpc_channel.dial_options import (
+    DialOption,
     with_app_token,
     with_codec,
     with_default_call_options,
     with_max_concurrency,
 )
+from grpc_channel.encoding import get_codec
+from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
+from grpc_channel.metadata import Metadata, outgoing_metadata
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
 pytestmark = pytest.mark.timeout(120)
@@ -62,24 +64,6 @@ OK = grpc.StatusCode.OK.value[0]
 CANCELLED = grpc.StatusCode.CANCELLED.value[0]
 UNIMPLEMENTED = grpc.StatusCode.UNIMPLEMENTED.value[0]
 TOKEN = "dapr-api-token"
-
-
-@pytest.fixture(scope="module")
-def own_app() -> Iterator[OwnApp]:
-    with OwnApp() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def dapr_app() -> Iterator[DaprApp]:
-    with running_dapr_app() as app:
-        yield app
-
-
-@pytest.fixture(params=["own", "dapr"])
-def app(request: pytest.FixtureRequest) -> AppPeer:
-    peer_app: AppPeer = request.getfixturevalue(f"{request.param}_app")
-    return peer_app
 
 
 @pytest.fixture(autouse=True)

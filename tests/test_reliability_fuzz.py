@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
@@ -23,15 +22,19 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from support_channel import OwnApp
+from support_harness import Recorder
 
-import grpc_channel.options as o
 from grpc_channel import aio
+from grpc_channel import call_options as co
+from grpc_channel import defaults as df
+from grpc_channel import dial_options as do
+from grpc_channel import dialing as dl
 from grpc_channel._channel_core import with_raise_errors
 from grpc_channel.channel import Channel, dial
+from grpc_channel.defaults import OptionError
 from grpc_channel.interceptors import Deadline
 from grpc_channel.invoke import InvokeError, InvokeMethodRequest
 from grpc_channel.metadata import Metadata, MetadataError, internal_to_grpc
-from grpc_channel.options import OptionError
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,43 +71,43 @@ junk = st.one_of(
 
 # Every option constructor, called with what hypothesis draws: (name, function, argument tuples).
 ONE_ARG: list[Callable[[Any], object]] = [
-    o.timeout,
-    o.wait_for_ready,
-    o.header,
-    o.trailer,
-    o.peer,
-    o.on_finish,
-    o.call_metadata,
-    o.use_compressor,
-    o.per_rpc_credentials,
-    o.call_content_subtype,
-    o.force_codec,
-    o.max_call_recv_msg_size,
-    o.max_call_send_msg_size,
-    o.with_transport_credentials,
-    o.with_per_rpc_credentials,
-    o.with_authority,
-    o.with_user_agent,
-    o.with_keepalive_params,
-    o.with_max_recv_msg_size,
-    o.with_max_send_msg_size,
-    o.with_default_service_config,
-    o.with_compressor,
-    o.with_codec,
-    o.with_unary_interceptor,
-    o.with_stream_interceptor,
-    o.with_block,
-    o.with_max_concurrency,
-    o.with_app_token,
-    o.with_tracing,
+    co.timeout,
+    co.wait_for_ready,
+    co.header,
+    co.trailer,
+    co.peer,
+    co.on_finish,
+    co.call_metadata,
+    co.use_compressor,
+    co.per_rpc_credentials,
+    co.call_content_subtype,
+    co.force_codec,
+    co.max_call_recv_msg_size,
+    co.max_call_send_msg_size,
+    do.with_transport_credentials,
+    do.with_per_rpc_credentials,
+    do.with_authority,
+    do.with_user_agent,
+    do.with_keepalive_params,
+    do.with_max_recv_msg_size,
+    do.with_max_send_msg_size,
+    do.with_default_service_config,
+    do.with_compressor,
+    do.with_codec,
+    do.with_unary_interceptor,
+    do.with_stream_interceptor,
+    do.with_block,
+    do.with_max_concurrency,
+    do.with_app_token,
+    do.with_tracing,
     with_raise_errors,
 ]
 VARIADIC: list[Callable[..., object]] = [
-    o.call_metadata,
-    o.with_channel_args,
-    o.with_default_call_options,
-    o.with_chain_unary_interceptor,
-    o.with_chain_stream_interceptor,
+    co.call_metadata,
+    do.with_channel_args,
+    do.with_default_call_options,
+    do.with_chain_unary_interceptor,
+    do.with_chain_stream_interceptor,
 ]
 CONNECT_KEYWORDS = ["base_delay", "multiplier", "jitter", "max_delay", "min_connect_timeout"]
 # Timeouts long enough for a call, up to and past the limits (and some that are not numbers).
@@ -114,14 +117,8 @@ long_timeouts = st.sampled_from(
 
 
 @pytest.fixture(scope="module")
-def own_app() -> Iterator[OwnApp]:
-    with OwnApp() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
 def channel(own_app: OwnApp) -> Iterator[Channel]:
-    with dial(own_app.target, o.with_insecure(), o.with_app_token("fuzz-token")) as ch:
+    with dial(own_app.target, do.with_insecure(), do.with_app_token("fuzz-token")) as ch:
         ch.wait_until_ready(10)
         yield ch
 
@@ -140,14 +137,14 @@ def _use(own_app: OwnApp, channel: Channel, option: object) -> None:
     option goes on one call. Neither may raise (a call's failure comes back as a response)."""
     if option is None:
         return
-    if isinstance(option, o.CallOption):
+    if isinstance(option, co.CallOption):
         channel.invoke_method(InvokeMethodRequest("echo").with_data(b"hi"), option)
         return
     try:
-        dial(own_app.target, o.with_insecure(), option).close()  # type: ignore[arg-type]
-    except o.DialTimeoutError:
+        dial(own_app.target, do.with_insecure(), option).close()  # type: ignore[arg-type]
+    except dl.DialTimeoutError:
         # Documented for with_block: a wait shorter than a connection takes may run out.
-        assert isinstance(option, o.BlockDialOption) and option.timeout < 5
+        assert isinstance(option, do.BlockDialOption) and option.timeout < 5
 
 
 @BUILD
@@ -172,7 +169,8 @@ def test_keepalive_raises_only_option_error(
     own_app: OwnApp, channel: Channel, time: Any, timeout: Any, permit: Any
 ) -> None:
     option = _only(
-        (OptionError,), lambda: o.with_keepalive_params(time, timeout, permit_without_stream=permit)
+        (OptionError,),
+        lambda: do.with_keepalive_params(time, timeout, permit_without_stream=permit),
     )
     _use(own_app, channel, option)
 
@@ -182,7 +180,7 @@ def test_keepalive_raises_only_option_error(
 def test_connect_params_raise_only_option_error(
     own_app: OwnApp, channel: Channel, keywords: dict[str, Any]
 ) -> None:
-    _use(own_app, channel, _only((OptionError,), lambda: o.with_connect_params(**keywords)))
+    _use(own_app, channel, _only((OptionError,), lambda: do.with_connect_params(**keywords)))
 
 
 @BUILD
@@ -190,14 +188,14 @@ def test_connect_params_raise_only_option_error(
 def test_channel_args_raise_only_option_error(
     own_app: OwnApp, channel: Channel, args: list[Any]
 ) -> None:
-    _use(own_app, channel, _only((OptionError,), lambda: o.with_channel_args(*args)))
+    _use(own_app, channel, _only((OptionError,), lambda: do.with_channel_args(*args)))
 
 
 @CALL
 @given(st.one_of(st.floats(min_value=1, max_value=1e13), long_timeouts))
 def test_accepted_timeouts_let_the_call_run(channel: Channel, seconds: Any) -> None:
     # A timeout that is accepted gives the call its time: no DEADLINE_EXCEEDED at once.
-    option = _only((OptionError,), lambda: o.timeout(seconds))
+    option = _only((OptionError,), lambda: co.timeout(seconds))
     if option is not None:
         response = channel.invoke_method(InvokeMethodRequest("echo"), option)  # type: ignore[arg-type]
         assert response.status.code == 0, seconds
@@ -249,7 +247,7 @@ def test_metadata_writers_raise_only_metadata_error(key: Any, value: Any, how: s
     if isinstance(md, Metadata):
         md.to_grpc()
         repr(md)
-    _only((OptionError,), lambda: o.call_metadata(key, value))
+    _only((OptionError,), lambda: co.call_metadata(key, value))
 
 
 hashable_keys = st.one_of(st.sampled_from(SPECIAL_KEYS), any_text, any_int, st.none())
@@ -282,28 +280,6 @@ def test_received_metadata_is_read_whatever_it_holds(pairs: list[tuple[str, Any]
     assert Metadata(sendable).to_grpc() == sendable
 
 
-@pytest.fixture(scope="module")
-def recording_server() -> Iterator[tuple[str, list[list[tuple[str, Any]]]]]:
-    """A grpcio server on 127.0.0.1 whose ``/t.Rec/Call`` records the invocation metadata."""
-    seen: list[list[tuple[str, Any]]] = []
-
-    def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
-        seen.append(list(context.invocation_metadata()))
-        return b""
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handler = grpc.unary_unary_rpc_method_handler(handle)
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("t.Rec", {"Call": handler}),)
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", seen
-    finally:
-        server.stop(None)
-
-
 # Keys sent with one value each (grpc core keeps only the last value of host, traceparent ...;
 # documented in grpc_channel.metadata). grpc-trace-bin and grpc-tags-bin are allowed for grpc-go
 # and grpc-java peers but a grpcio server consumes them, so they are left out here.
@@ -322,16 +298,16 @@ sent_values = st.one_of(
 @CALL
 @given(st.dictionaries(sent_keys, sent_values, max_size=4))
 def test_accepted_metadata_reaches_a_grpcio_server_unchanged(
-    recording_server: tuple[str, list[list[tuple[str, Any]]]], entries: dict[str, Any]
+    recording_server: tuple[str, Recorder], entries: dict[str, Any]
 ) -> None:
     md = _only((MetadataError,), lambda: Metadata(entries))
     assume(isinstance(md, Metadata) and len(md) == len(entries))  # no two keys differing by case
     assert isinstance(md, Metadata)
-    target, seen = recording_server
-    seen.clear()
+    target, rec = recording_server
+    rec.seen.clear()
     with grpc.insecure_channel(target) as channel:
         channel.unary_unary("/t.Rec/Call")(b"", metadata=md.to_grpc(), timeout=10)
-    received = Metadata.from_grpc(seen[0])
+    received = Metadata.from_grpc(rec.seen[0].pairs)
     for key in md:
         assert received.get(key) == md.get(key), key
 
@@ -381,7 +357,7 @@ def test_accepted_requests_are_invoked(channel: Channel, data: st.DataObject) ->
     assume(isinstance(request, InvokeMethodRequest))
     assert isinstance(request, InvokeMethodRequest)
     # Documented: internal metadata the transport cannot carry raises MetadataError.
-    response = _only((MetadataError,), lambda: channel.invoke_method(request, o.timeout(10)))
+    response = _only((MetadataError,), lambda: channel.invoke_method(request, co.timeout(10)))
     if response is not None:
         code = response.status.code  # type: ignore[attr-defined]
         assert code in (0, 12), response  # OK (echo) or UNIMPLEMENTED (any other method)
@@ -391,7 +367,7 @@ def test_accepted_requests_are_invoked(channel: Channel, data: st.DataObject) ->
 @given(st.one_of(st.builds(lambda a, b: f"/{a}/{b}", any_text, any_text), junk))
 def test_invoke_paths_raise_only_value_error_or_a_status(channel: Channel, path: Any) -> None:
     try:
-        channel.invoke(path, b"", o.timeout(10))
+        channel.invoke(path, b"", co.timeout(10))
     except ValueError:
         pass
     except grpc.RpcError as exc:
@@ -416,31 +392,31 @@ seconds = st.one_of(st.floats(min_value=5, max_value=2e9), long_timeouts)
 millis_seconds = st.one_of(st.floats(min_value=10, max_value=2147483.7), edge_floats)
 
 dial_options = st.one_of(
-    st.builds(o.with_authority, st.one_of(printable, unicode_text)),
-    st.builds(o.with_user_agent, st.one_of(printable, unicode_text)),
-    st.builds(o.with_keepalive_params, millis_seconds, millis_seconds),
+    st.builds(do.with_authority, st.one_of(printable, unicode_text)),
+    st.builds(do.with_user_agent, st.one_of(printable, unicode_text)),
+    st.builds(do.with_keepalive_params, millis_seconds, millis_seconds),
     st.builds(
-        lambda base, top, connect: o.with_connect_params(
+        lambda base, top, connect: do.with_connect_params(
             base_delay=base, max_delay=max(base, top), min_connect_timeout=connect
         ),
         millis_seconds,
         millis_seconds,
         millis_seconds,
     ),
-    st.builds(o.with_max_recv_msg_size, st.integers(min_value=1024, max_value=2**32)),
-    st.builds(o.with_max_send_msg_size, st.integers(min_value=1024, max_value=2**32)),
-    st.builds(o.with_block, seconds),
+    st.builds(do.with_max_recv_msg_size, st.integers(min_value=1024, max_value=2**32)),
+    st.builds(do.with_max_send_msg_size, st.integers(min_value=1024, max_value=2**32)),
+    st.builds(do.with_block, seconds),
     st.builds(
-        lambda key, value: o.with_channel_args((f"grpc.fuzz_{key}", value)),
+        lambda key, value: do.with_channel_args((f"grpc.fuzz_{key}", value)),
         st.text("abcdefgh_", max_size=6),
         st.one_of(any_int, unicode_text),
     ),
-    st.builds(o.with_default_service_config, st.dictionaries(printable, unicode_text, max_size=2)),
-    st.builds(o.with_max_concurrency, any_int),
-    st.builds(o.with_app_token, printable),
-    st.builds(o.with_compressor, st.sampled_from(["gzip", "deflate", "identity"])),
-    st.builds(o.with_codec, st.sampled_from(["proto", "json", "raw"])),
-    st.builds(lambda t: o.with_default_call_options(o.timeout(t)), seconds),
+    st.builds(do.with_default_service_config, st.dictionaries(printable, unicode_text, max_size=2)),
+    st.builds(do.with_max_concurrency, any_int),
+    st.builds(do.with_app_token, printable),
+    st.builds(do.with_compressor, st.sampled_from(["gzip", "deflate", "identity"])),
+    st.builds(do.with_codec, st.sampled_from(["proto", "json", "raw"])),
+    st.builds(lambda t: do.with_default_call_options(co.timeout(t)), seconds),
 )
 
 
@@ -456,9 +432,9 @@ def accepted_dial_option(draw: st.DrawFn) -> Any:
 @CALL
 @given(accepted_dial_option(), seconds)
 def test_accepted_options_dial_and_call(own_app: OwnApp, option: Any, call_timeout: Any) -> None:
-    per_call = _only((OptionError,), lambda: o.timeout(call_timeout))
+    per_call = _only((OptionError,), lambda: co.timeout(call_timeout))
     assume(per_call is not None)
-    with dial(own_app.target, o.with_insecure(), option) as channel:
+    with dial(own_app.target, do.with_insecure(), option) as channel:
         response = channel.invoke_method(InvokeMethodRequest("echo").with_data(b"hi"), per_call)
     assert response.status.code == 0, (option, response)
 
@@ -469,9 +445,9 @@ def test_accepted_options_dial_and_call_aio(own_app: OwnApp, option: Any) -> Non
     import asyncio
 
     async def main() -> int:
-        async with aio.dial(own_app.target, o.with_insecure(), option) as channel:
+        async with aio.dial(own_app.target, do.with_insecure(), option) as channel:
             request = InvokeMethodRequest("echo").with_data(b"hi")
-            response = await channel.invoke_method(request, o.timeout(10))
+            response = await channel.invoke_method(request, co.timeout(10))
             return response.status.code
 
     assert asyncio.run(main()) == 0, option
@@ -479,11 +455,11 @@ def test_accepted_options_dial_and_call_aio(own_app: OwnApp, option: Any) -> Non
 
 def test_the_largest_values_are_the_documented_ones() -> None:
     # The limits the properties above run into, stated once.
-    assert o.MAX_TIMEOUT == 1e9
-    o.timeout(1e9)
-    o.with_block(1e9)
-    o.with_keepalive_params(2147483.647, 2147483.647)
-    o.with_channel_args(("grpc.fuzz", 2**31 - 1), ("grpc.fuzz", -(2**31)))
-    for make in (lambda: o.timeout(math.nextafter(1e9, math.inf)), lambda: o.with_block(1e10)):
+    assert df.MAX_TIMEOUT == 1e9
+    co.timeout(1e9)
+    do.with_block(1e9)
+    do.with_keepalive_params(2147483.647, 2147483.647)
+    do.with_channel_args(("grpc.fuzz", 2**31 - 1), ("grpc.fuzz", -(2**31)))
+    for make in (lambda: co.timeout(math.nextafter(1e9, math.inf)), lambda: do.with_block(1e10)):
         with pytest.raises(OptionError):
             make()

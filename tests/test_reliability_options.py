@@ -11,41 +11,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
-from collections.abc import Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
 import pytest
 from support_channel import OwnApp
+from support_harness import Recorder, wait_until
 from support_options import echo_modules, serve
 from support_tracing import Telemetry
 
 from grpc_channel import aio, wrap
-from grpc_channel.channel import Channel, dial
-from grpc_channel.interceptors import AppToken, Deadline, TokenAuth, compose
-from grpc_channel.interceptors._tracing import TracingSpec
-from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
-from grpc_channel.metadata import (
-    REDACTED,
-    Metadata,
-    MetadataError,
-    internal_to_grpc,
-    redacted_pairs,
-)
-from grpc_channel.options import (
-    MAX_TIMEOUT,
+from grpc_channel.call_options import (
     CallInfo,
-    OptionError,
     call_metadata,
-    fold_dial_options,
     header,
     on_finish,
-    open_channel,
     per_rpc_credentials,
     timeout,
     trailer,
+)
+from grpc_channel.channel import Channel, dial
+from grpc_channel.defaults import MAX_TIMEOUT, OptionError
+from grpc_channel.dial_options import (
+    fold_dial_options,
     with_app_token,
     with_authority,
     with_block,
@@ -60,6 +48,17 @@ from grpc_channel.options import (
     with_tracing,
     with_user_agent,
 )
+from grpc_channel.dialing import open_channel
+from grpc_channel.interceptors import AppToken, Deadline, TokenAuth, compose
+from grpc_channel.interceptors._tracing import TracingSpec
+from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
+from grpc_channel.metadata import (
+    REDACTED,
+    Metadata,
+    MetadataError,
+    internal_to_grpc,
+    redacted_pairs,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,12 +67,6 @@ OK = 0
 SECRET = "s3cr3t-T0KEN-value"
 # Largest whole-millisecond value grpc core takes as a C int: 2**31-1 ms.
 MAX_MS_SECONDS = (2**31 - 1) / 1000
-
-
-@pytest.fixture(scope="module")
-def own_app() -> Iterator[OwnApp]:
-    with OwnApp() as app:
-        yield app
 
 
 def _echo(channel: Channel, *call_options: Any) -> InvokeMethodResponse:
@@ -473,11 +466,7 @@ def test_secrets_are_not_logged_at_debug(own_app: OwnApp) -> None:
             )
             next(stream)
             stream.cancel()
-            deadline = time.monotonic() + 5
-            while (
-                not any("hook failed" in t for t in handler.texts) and time.monotonic() < deadline
-            ):
-                time.sleep(0.01)
+            wait_until(lambda: any("hook failed" in t for t in handler.texts), 5)
     finally:
         for lg, level in saved:
             lg.removeHandler(handler)
@@ -553,44 +542,16 @@ def test_keys_grpc_core_consumes_are_refused_on_every_insertion(key: str) -> Non
     assert internal_to_grpc({key: ["dg=="], "x-ok": ["1"]}) == {"x-ok": ["1"]}
 
 
-@pytest.fixture(scope="module")
-def recording_server() -> Iterator[tuple[str, list[list[tuple[str, Any]]]]]:
-    """A grpcio server on 127.0.0.1 whose ``/t.Rec/Call`` records the invocation metadata and
-    answers with trailers ``grpc-retry-pushback-ms`` (the request bytes as text)."""
-    seen: list[list[tuple[str, Any]]] = []
-
-    def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
-        seen.append(list(context.invocation_metadata()))
-        if request:
-            context.set_trailing_metadata((("grpc-retry-pushback-ms", request.decode()),))
-        return b""
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "t.Rec", {"Call": grpc.unary_unary_rpc_method_handler(handle)}
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", seen
-    finally:
-        server.stop(None)
-
-
 def test_why_consumed_keys_are_refused(
-    recording_server: tuple[str, list[list[tuple[str, Any]]]],
+    recording_server: tuple[str, Recorder],
 ) -> None:
-    target, seen = recording_server
+    target, rec = recording_server
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary("/t.Rec/Call")
         for key in CONSUMED:
-            seen.clear()
+            rec.seen.clear()
             call(b"", metadata=((key, _value(key)), ("x-probe", "1")), timeout=10)
-            keys = [k for k, _ in seen[0]]
+            keys = [k for k, _ in rec.seen[0].pairs]
             assert "x-probe" in keys and key not in keys, key
 
 
@@ -615,27 +576,28 @@ def test_pushback_values_grpc_core_rewrites_are_refused(value: str) -> None:
 
 
 def test_pushback_values_that_are_accepted_arrive_unchanged(
-    recording_server: tuple[str, list[list[tuple[str, Any]]]],
+    recording_server: tuple[str, Recorder],
 ) -> None:
-    target, seen = recording_server
+    target, rec = recording_server
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary("/t.Rec/Call")
         for value in ["0", "12", "-1", str(2**63 - 1), str(-(2**63))]:
             md = Metadata.pairs("grpc-retry-pushback-ms", value)
-            seen.clear()
+            rec.seen.clear()
             call(b"", metadata=md.to_grpc(), timeout=10)
-            assert ("grpc-retry-pushback-ms", value) in seen[0]
+            assert ("grpc-retry-pushback-ms", value) in rec.seen[0].pairs
 
 
 def test_received_metadata_stays_tolerant(
-    recording_server: tuple[str, list[list[tuple[str, Any]]]],
+    recording_server: tuple[str, Recorder],
 ) -> None:
     # Odd received values (a pushback grpc core would rewrite, consumed keys) are read without
     # error and kept, but never sent on. grpc core's own marker for an unparseable pushback,
     # int64's minimum, is a valid negative value ("do not retry") and travels on.
     target, _ = recording_server
     with grpc.insecure_channel(target) as channel:
-        _, call = channel.unary_unary("/t.Rec/Call").with_call(b"abc", timeout=10)
+        # Only the trailer "grpc-retry-pushback-ms: abc" (grpc core rewrites it).
+        _, call = channel.unary_unary("/t.Rec/Call").with_call(b"trailer=;pushback=abc", timeout=10)
     received = Metadata.from_grpc(call.trailing_metadata())
     assert received.get("grpc-retry-pushback-ms") == ["-9223372036854775808"]
     odd = Metadata.from_grpc(

@@ -29,11 +29,13 @@ import grpc.aio
 import pytest
 from opentelemetry import trace
 from support_channel import OwnApp
-from support_interceptors import (
+from support_harness import (
+    MODES,
     SS,
     US,
     UU,
     Recorder,
+    SyncHandler,
     aio_client,
     async_wait_until,
     sync_client,
@@ -42,18 +44,18 @@ from support_interceptors import (
 )
 from support_tracing import Telemetry
 
+from grpc_channel.call_options import header, timeout
 from grpc_channel.channel import Channel
+from grpc_channel.dial_options import with_max_concurrency
 from grpc_channel.interceptors._chain import compose
 from grpc_channel.interceptors._concurrency import ConcurrencyLimit
 from grpc_channel.interceptors._limit import AimdLimit
 from grpc_channel.interceptors._tracing import Tracing, TracingSpec
 from grpc_channel.invoke import InvokeMethodRequest
 from grpc_channel.metadata import Metadata
-from grpc_channel.options import header, timeout, with_max_concurrency
 
 OK = grpc.StatusCode.OK
 CANCELLED = grpc.StatusCode.CANCELLED
-MODES = ("wrap", "icpt")
 STREAMS = ("unary_stream", "stream_stream")
 
 
@@ -249,46 +251,11 @@ def test_channel_invoke_interrupted_by_ctrl_c_while_queued_frees_its_place(path:
 # -- 2. a dropped response stream -----------------------------------------------------------------
 
 
-class OpenStreams:
-    """Sync handlers for US and SS that send one message and then keep the stream open until
-    the call ends (cancelled by the client, or the server stops); counts the calls that ended."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.ended = 0
-
-    def _hold(self, context: grpc.ServicerContext) -> None:
-        gone = threading.Event()
-        if context.add_callback(gone.set):  # False: the call has ended already
-            gone.wait(60)
-
-    def _ended(self) -> None:
-        with self.lock:
-            self.ended += 1
-
-    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        # grpc may close the generator at its first yield when the client is gone: count there too.
-        def us(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-            try:
-                yield b"first:" + request
-                self._hold(context)
-            finally:
-                self._ended()
-
-        def ss(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-            try:
-                yield b"first:" + next(requests)
-                self._hold(context)
-            finally:
-                self._ended()
-
-        return grpc.method_handlers_generic_handler(
-            "test.Svc",
-            {
-                "US": grpc.unary_stream_rpc_method_handler(us),
-                "SS": grpc.stream_stream_rpc_method_handler(ss),
-            },
-        )
+# The harness's servicer, scripted to send one message and keep the stream open until the call
+# ends; its recorder counts the calls that ended (grpc may close the handler at its first yield
+# when the client is gone: that counts too).
+OPEN_STREAM = b"n=1;stay_open"
+FIRST = {"unary_stream": b"0:x", "stream_stream": b"x"}  # the one message of each shape
 
 
 def _open_aio(channel: Any, shape: str) -> Any:
@@ -310,11 +277,11 @@ def _collected(predicate: Callable[[], bool]) -> Callable[[], bool]:
 async def _read_one_and_drop(channel: Any, shape: str, ending: str) -> None:
     if ending == "break":
         async for message in _open_aio(channel, shape):
-            assert message == b"first:x"
+            assert message == FIRST[shape]
             break
         return
     call = _open_aio(channel, shape)
-    assert await call.read() == b"first:x"
+    assert await call.read() == FIRST[shape]
     if ending == "cancel":
         call.cancel()
     del call
@@ -327,7 +294,7 @@ def test_aio_dropped_response_stream_gives_its_slot_back(
     mode: str, shape: str, ending: str
 ) -> None:
     limit = ConcurrencyLimit(1)
-    streams = OpenStreams()
+    streams = Recorder()
 
     async def go() -> None:
         async with aio_client(port, compose(limit), mode) as channel:
@@ -336,12 +303,12 @@ def test_aio_dropped_response_stream_gives_its_slot_back(
             assert await async_wait_until(_collected(lambda: _slots(limit) == (0, 0)), 30)
             # The next stream gets the slot (and is cancelled on purpose).
             call = _open_aio(channel, shape)
-            assert await call.read() == b"first:x"
+            assert await call.read() == FIRST[shape]
             assert _slots(limit) == (1, 0)
             call.cancel()
             assert await async_wait_until(lambda: _slots(limit) == (0, 0), 30)
 
-    with sync_server(Recorder(), handler=streams.handler()) as port:
+    with sync_server(streams, handler=SyncHandler(streams, OPEN_STREAM)) as port:
         asyncio.run(go())
         assert wait_until(lambda: streams.ended == 2, 30)  # the server saw both calls end
 
@@ -351,7 +318,7 @@ def test_aio_dropped_response_stream_ends_its_span(mode: str) -> None:
     tel = Telemetry()
     limit = ConcurrencyLimit(1)
     chain = compose(Tracing(TracingSpec(tracer_provider=tel.tracer_provider)), limit)
-    streams = OpenStreams()
+    streams = Recorder()
 
     def client_spans() -> list[Any]:
         return tel.spans_of_kind(trace.SpanKind.CLIENT)
@@ -363,7 +330,7 @@ def test_aio_dropped_response_stream_ends_its_span(mode: str) -> None:
             assert _slots(limit) == (0, 0)
 
     try:
-        with sync_server(Recorder(), handler=streams.handler()) as port:
+        with sync_server(streams, handler=SyncHandler(streams, OPEN_STREAM)) as port:
             asyncio.run(go())
         (span,) = client_spans()
         assert span.attributes is not None
@@ -375,13 +342,13 @@ def test_aio_dropped_response_stream_ends_its_span(mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_sync_dropped_response_stream_gives_its_slot_back(mode: str) -> None:
     limit = ConcurrencyLimit(1)
-    streams = OpenStreams()
+    streams = Recorder()
     with (
-        sync_server(Recorder(), handler=streams.handler()) as port,
+        sync_server(streams, handler=SyncHandler(streams, OPEN_STREAM)) as port,
         sync_client(port, compose(limit), mode) as channel,
     ):
         stream = channel.unary_stream(US)(b"x")
-        assert next(stream) == b"first:x"
+        assert next(stream) == FIRST["unary_stream"]
         assert _slots(limit) == (1, 0)
         del stream
         assert wait_until(_collected(lambda: _slots(limit) == (0, 0)), 30)

@@ -10,13 +10,9 @@ import grpc
 import pytest
 from support_options import echo_modules, serve
 
-from grpc_channel.encoding import get_codec
-from grpc_channel.interceptors._errors import LocalRpcError
-from grpc_channel.metadata import Metadata
-from grpc_channel.options import (
+from grpc_channel.call_options import (
     CallInfo,
     CallOption,
-    OptionError,
     Peer,
     call_metadata,
     force_codec,
@@ -27,6 +23,10 @@ from grpc_channel.options import (
     timeout,
     trailer,
 )
+from grpc_channel.defaults import OptionError
+from grpc_channel.encoding import get_codec
+from grpc_channel.interceptors._errors import LocalRpcError
+from grpc_channel.metadata import Metadata
 from grpc_channel.stubs import stub_methods, wrap
 
 AIO = [pytest.param(False, id="sync"), pytest.param(True, id="aio")]
