@@ -323,6 +323,9 @@ def test_server_limit_refuses_and_times_out_queued_handlers(aio: bool) -> None:
                 with pytest.raises(grpc.RpcError) as late:
                     await queued
                 errors.append(late.value)
+                # The client's deadline can fire before the server's waiter sees its own: open
+                # the gate only once it has left the queue, or the freed slot would go to it.
+                assert await async_wait_until(lambda: limit.queued == 0)
                 rec.gate.set()
                 await holder
                 return errors
@@ -345,6 +348,7 @@ def test_server_limit_refuses_and_times_out_queued_handlers(aio: bool) -> None:
             with pytest.raises(grpc.RpcError) as late:
                 queued.result()
             errors.append(late.value)
+            assert wait_until(lambda: limit.queued == 0)  # as in the aio branch
             rec.gate.set()
             holder.result()
     assert errors[0].code() is grpc.StatusCode.RESOURCE_EXHAUSTED
