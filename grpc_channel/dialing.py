@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import grpc
 
@@ -175,6 +175,34 @@ def _grpc_interceptors(settings: DialSettings, aio: bool) -> list[Any]:
     return unary + stream
 
 
+class _Opening(NamedTuple):
+    """What both openers derive from the settings before they create a channel."""
+
+    target: str
+    creds: grpc.ChannelCredentials | None
+    interceptors: list[Any]
+    policies: list[Any]
+    options: list[tuple[str, Any]]
+    compression: grpc.Compression | None
+
+
+def _opening(target: object, settings: DialSettings, *, aio: bool) -> _Opening:
+    # Checked in this order so that the first bad setting is the one reported, sync and aio alike.
+    checked = _check_target(target)
+    return _Opening(
+        checked,
+        _channel_credentials(settings),
+        _grpc_interceptors(settings, aio=aio),
+        _policies(settings, checked),
+        settings.grpc_options(),
+        get_compressor(settings.compressor) if settings.compressor else None,
+    )
+
+
+def _not_ready(target: str, settings: DialSettings) -> DialTimeoutError:
+    return DialTimeoutError(f"dial {target}: channel not ready within {settings.block_timeout:g} s")
+
+
 def open_channel(target: str, settings: DialSettings) -> grpc.Channel:
     """A grpcio channel to ``target`` built from ``settings``.
 
@@ -186,12 +214,9 @@ def open_channel(target: str, settings: DialSettings) -> grpc.Channel:
     chosen, ``grpc.CallCredentials`` or security-requiring credentials on an insecure channel, aio
     interceptors on a sync channel).
     """
-    target = _check_target(target)
-    creds = _channel_credentials(settings)
-    interceptors = _grpc_interceptors(settings, aio=False)
-    policies = _policies(settings, target)
-    options = settings.grpc_options()
-    compression = get_compressor(settings.compressor) if settings.compressor else None
+    target, creds, interceptors, policies, options, compression = _opening(
+        target, settings, aio=False
+    )
     if creds is None:
         channel: grpc.Channel = grpc.insecure_channel(target, options, compression)
     else:
@@ -201,9 +226,7 @@ def open_channel(target: str, settings: DialSettings) -> grpc.Channel:
             try:
                 grpc.channel_ready_future(channel).result(timeout=settings.block_timeout)
             except grpc.FutureTimeoutError:
-                raise DialTimeoutError(
-                    f"dial {target}: channel not ready within {settings.block_timeout:g} s"
-                ) from None
+                raise _not_ready(target, settings) from None
         if interceptors:
             channel = grpc.intercept_channel(channel, *interceptors)
         if policies:
@@ -217,12 +240,9 @@ def open_channel(target: str, settings: DialSettings) -> grpc.Channel:
 async def open_aio_channel(target: str, settings: DialSettings) -> grpc.aio.Channel:
     """The ``grpc.aio`` form of :func:`open_channel` (a coroutine, so that ``with_block`` can
     await readiness); the user's interceptors must be ``grpc.aio`` client interceptors."""
-    target = _check_target(target)
-    creds = _channel_credentials(settings)
-    interceptors = _grpc_interceptors(settings, aio=True)
-    policies = _policies(settings, target)
-    options = settings.grpc_options()
-    compression = get_compressor(settings.compressor) if settings.compressor else None
+    target, creds, interceptors, policies, options, compression = _opening(
+        target, settings, aio=True
+    )
     if creds is None:
         channel: grpc.aio.Channel = grpc.aio.insecure_channel(
             target, options, compression, interceptors=interceptors or None
@@ -236,9 +256,7 @@ async def open_aio_channel(target: str, settings: DialSettings) -> grpc.aio.Chan
             try:
                 await asyncio.wait_for(channel.channel_ready(), settings.block_timeout)
             except asyncio.TimeoutError:
-                raise DialTimeoutError(
-                    f"dial {target}: channel not ready within {settings.block_timeout:g} s"
-                ) from None
+                raise _not_ready(target, settings) from None
         if policies:
             channel = compose(*policies).wrap_aio(channel)
     except BaseException:
