@@ -18,9 +18,9 @@ What lives here:
 - the wire format of the two AppCallback methods: always protobuf, whatever codec the channel is
   dialled with (:func:`invoke_route`, :func:`health_route`);
 - the token rule: the app only ever receives the channel's own ``dapr-api-token`` (or none); one
-  from any other metadata source is dropped (:func:`call_pairs`, :data:`TOKEN_GUARD`);
-- local refusals (closed channel, unsupported API version) run the call's hooks like any failed
-  call (:func:`refuse`, :func:`refused`);
+  from any other metadata source is dropped (:func:`request_pairs`, and the engine plan's
+  ``guarded`` key, :func:`call_plan`);
+- an unsupported API version runs the call's hooks like any failed call (:func:`refused`);
 - the readiness rules of ``wait_until_ready`` (:class:`ReadyWait`) and the :class:`AppChannel`
   protocol.
 """
@@ -28,29 +28,29 @@ What lives here:
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from time import monotonic
 from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 
 import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import Message
 
 from grpc_channel._engine import (
     CallPlan,
     Route,
-    begin,
     closed_error,
     closed_failure,
-    complete,
-    failed,
 )
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
-from grpc_channel.call_options import CallInfo, CallOption, TimeoutCallOption, force_codec
+from grpc_channel.call_options import CallOption, force_codec
+from grpc_channel.call_options import timeout as timeout_option
+from grpc_channel.call_options import wait_for_ready as wait_for_ready_option
 from grpc_channel.defaults import OptionError
 from grpc_channel.dial_options import AppTokenDialOption, DialOption, DialSettings, with_app_token
 from grpc_channel.encoding import get_codec
 from grpc_channel.interceptors import (
-    AppToken,
+    BoundedCache,
     CallShape,
     Chain,
     ConcurrencyLimit,
@@ -63,23 +63,19 @@ from grpc_channel.interceptors import (
 from grpc_channel.interceptors import check_timeout as deadline_check_timeout
 from grpc_channel.invoke import APIVersion, InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.invoke import check_method_path as invoke_check_method_path
-from grpc_channel.metadata import outgoing_pairs
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
 __all__ = [
     "DEFAULT_PROBE_TIMEOUT",
     "LOCAL_HOST",
-    "TOKEN_GUARD",
     "AppChannel",
     "AppNotReadyError",
     "AsyncAppChannel",
+    "ChannelBase",
     "ChannelOptions",
-    "DirectInvoke",
     "RaiseErrorsDialOption",
     "ReadyWait",
     "SyncAppChannel",
-    "aio_health_channel",
-    "call_pairs",
     "call_plan",
     "check_method_path",
     "check_port",
@@ -89,26 +85,20 @@ __all__ = [
     "closed_failure",
     "closed_not_ready",
     "describe",
-    "direct_invoke",
     "error_response",
-    "fast_timeout",
     "health_channel",
     "health_route",
-    "invoke_options",
     "invoke_route",
     "not_ready_error",
     "raw_options",
     "raw_route",
     "ready_answer",
-    "refuse",
     "refused",
     "reply_response",
     "request_pairs",
     "split_dial_options",
-    "timeout_only",
     "version_error",
     "with_raise_errors",
-    "without_token",
 ]
 
 LOCAL_HOST: Final = "127.0.0.1"
@@ -255,7 +245,7 @@ def version_error(request: InvokeMethodRequest) -> LocalRpcError | None:
     return LocalRpcError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported spec version: {int(ver)}")
 
 
-def invoke_route(multicallable: Any) -> Route:
+def invoke_route(multicallable: Any, *, captures: bool = False) -> Route:
     """The engine route of ``OnInvoke`` over ``multicallable`` (one that serialises protobuf
     itself): the codec stays protobuf whatever the channel's codec (``with_codec``, a default
     ``force_codec``), as the AppCallback contract requires; a call option choosing another codec
@@ -269,6 +259,7 @@ def invoke_route(multicallable: Any) -> Route:
         deserializer=None,
         codec=_PROTO,
         pinned=_INVOKE_PINNED,
+        captures=captures,
     )
 
 
@@ -301,162 +292,42 @@ def raw_route(method: str, multicallable: Any) -> Route:
     )
 
 
-class _DropForeignToken(CallOption):
-    """:data:`TOKEN_GUARD`."""
-
-    __slots__ = ()
-
-    def before(self, info: CallInfo) -> None:
-        md = info.metadata
-        for key, _ in md:
-            if key == TOKEN_HEADER:
-                info.metadata = tuple(pair for pair in md if pair[0] != TOKEN_HEADER)
-                return
-
-    def __repr__(self) -> str:
-        return "TOKEN_GUARD"
-
-
-TOKEN_GUARD: Final[CallOption] = _DropForeignToken()
-"""The last call option of every app-channel call that goes through the engine: it drops each
-``dapr-api-token`` the call's metadata gathered (context, default and per-call metadata), so that
-the only one the app receives is the channel's own, which the ``AppToken`` policy adds after it.
-(Per-RPC credentials are added after it too: they are the caller's explicit credentials.)"""
-
 _RAW_CODEC: Final = force_codec(get_codec("raw"))
 
 
 def raw_options(call_options: tuple[CallOption, ...]) -> tuple[CallOption, ...]:
     """Call options for a bytes call: the engine encodes with the channel's codec unless a call
-    option chose another, so the raw codec is put first (a later ``force_codec`` still wins);
-    :data:`TOKEN_GUARD` last."""
-    return (_RAW_CODEC, *call_options, TOKEN_GUARD)
-
-
-def invoke_options(plan: CallPlan, call_options: tuple[CallOption, ...]) -> tuple[CallOption, ...]:
-    """Call options for a message call of the generic ``invoke``: ``call_options`` and
-    :data:`TOKEN_GUARD`, except for a call the engine runs without a per-call record (no call
-    options, a plain plan, no context metadata), which sends only the default metadata
-    :func:`call_plan` has already cleared of tokens."""
-    if call_options or not plan.plain or outgoing_pairs():
-        return (*call_options, TOKEN_GUARD)
-    return call_options
-
-
-def without_token(
-    pairs: MetadataPairs,
-) -> MetadataPairs:
-    """``pairs`` without any ``dapr-api-token`` (the same tuple when it has none)."""
-    for key, _ in pairs:
-        if key == TOKEN_HEADER:
-            return tuple(pair for pair in pairs if pair[0] != TOKEN_HEADER)
-    return pairs
+    option chose another, so the raw codec is put first (a later ``force_codec`` still wins)."""
+    return (_RAW_CODEC, *call_options)
 
 
 def call_plan(settings: DialSettings, target: str) -> CallPlan:
-    """The engine plan of an app channel: its default metadata carries no ``dapr-api-token``
-    (the channel's own token is the only one the app receives)."""
-    plan = CallPlan.from_settings(settings, target)
-    template = plan.template
-    if template.metadata:
-        template.metadata = without_token(template.metadata)
-    return plan
+    """The engine plan of an app channel: ``dapr-api-token`` is its guarded key, so none from
+    the context, the default or the per-call metadata reaches the channel's policies (its own
+    ``AppToken`` policy adds the only one the app receives)."""
+    return CallPlan.from_settings(settings, target, guarded=TOKEN_HEADER)
+
+
+_C = TypeVar("_C", grpc.Channel, grpc.aio.Channel)
 
 
 def _identity(data: Any) -> Any:
     return data
 
 
-def health_channel(channel: grpc.Channel) -> tuple[ConcurrencyLimit | None, grpc.Channel]:
-    """Split the channel ``open_channel`` built: its ``ConcurrencyLimit`` (``None`` without
-    ``with_max_concurrency``) and the channel HealthCheck probes use: the same policies but the
-    limit, over the same connection, so a probe never waits for a slot (Dapr's probe takes none).
-    """
+def health_channel(channel: _C) -> tuple[ConcurrencyLimit | None, _C]:
+    """Split the channel ``open_channel`` / ``open_aio_channel`` built: its ``ConcurrencyLimit``
+    (``None`` without ``with_max_concurrency``) and the channel HealthCheck probes use: the same
+    policies but the limit, over the same connection, so a probe never waits for a slot (Dapr's
+    probe takes none)."""
     limit, rest = _split_limit(channel)
-    if limit is None or not isinstance(channel, WrappedChannel):
+    if limit is None or not isinstance(channel, WrappedChannel | WrappedAioChannel):
         return limit, channel
-    return limit, rest.wrap(channel.wrapped) if rest is not None else channel.wrapped
-
-
-def aio_health_channel(
-    channel: grpc.aio.Channel,
-) -> tuple[ConcurrencyLimit | None, grpc.aio.Channel]:
-    """The asyncio form of :func:`health_channel`."""
-    limit, rest = _split_limit(channel)
-    if limit is None or not isinstance(channel, WrappedAioChannel):
-        return limit, channel
-    return limit, rest.wrap_aio(channel.wrapped) if rest is not None else channel.wrapped
-
-
-_DIRECT_MEMO_MAX: Final = 64
-
-
-class DirectInvoke:
-    """A channel's ``OnInvoke`` path with its limit and token run inline (see
-    :func:`direct_invoke`): the multicallable on the channel under the policies, the two policies
-    (either may be None) and the metadata memo of :meth:`metadata`."""
-
-    __slots__ = ("limit", "mc", "memo", "token")
-
-    def __init__(
-        self, wrapped: Any, limit: ConcurrencyLimit | None, token: AppToken | None
-    ) -> None:
-        self.mc: Any = wrapped.unary_unary(
-            ON_INVOKE_PATH, serialize_invoke_request, parse_invoke_response
-        )
-        self.limit = limit
-        self.token = token
-        self.memo: dict[int, tuple[object, MetadataPairs]] = {}
-
-    def metadata(self, request: InvokeMethodRequest, defaults: MetadataPairs) -> MetadataPairs:
-        """:func:`call_pairs` with the token stamped (:meth:`AppToken.stamp`), as the chain
-        would send it.
-
-        When the context sets no outgoing metadata (the usual case) the result depends only on
-        the request's converted metadata, which :meth:`InvokeMethodRequest.grpc_pairs` returns as
-        one shared tuple per content, so ``memo`` (at most ``_DIRECT_MEMO_MAX`` entries) maps that
-        tuple's identity to the result. Each entry holds the tuple itself: its identity cannot
-        pass to another object while the entry lives.
-        """
-        token = self.token
-        if outgoing_pairs():
-            md = call_pairs(request, defaults)
-            return md if token is None else token.stamp(md)
-        pairs = request.grpc_pairs(True)
-        memo = self.memo
-        hit = memo.get(id(pairs))
-        if hit is not None and hit[0] is pairs:
-            return hit[1]
-        md = call_pairs(request, defaults)
-        if token is not None:
-            md = token.stamp(md)
-        if len(memo) >= _DIRECT_MEMO_MAX:
-            memo.clear()
-        memo[id(pairs)] = (pairs, md)
-        return md
-
-
-def direct_invoke(channel: object) -> DirectInvoke | None:
-    """The direct ``OnInvoke`` path of a channel ``open_channel`` built, when a concurrency limit
-    and the app token are its only policies (no tracing, no per-RPC credentials); None otherwise,
-    or when it has no policies at all (its own multicallable is then as direct).
-
-    Those two need no per-call record: a plain invoke can take the slot, stamp the token and call
-    the wrapped channel itself, with the chain's outcome (the same limiter and token objects, the
-    same deadline rule) at a fraction of its cost on the hot path.
-    """
-    if not isinstance(channel, WrappedChannel | WrappedAioChannel):
-        return None
-    limit: ConcurrencyLimit | None = None
-    token: AppToken | None = None
-    for policy in channel.chain.policies:
-        if type(policy) is ConcurrencyLimit and limit is None:
-            limit = policy
-        elif type(policy) is AppToken and token is None:
-            token = policy
-        else:
-            return None
-    return DirectInvoke(channel.wrapped, limit, token)
+    under: Any = channel.wrapped
+    if rest is None:
+        return limit, cast(_C, under)
+    aio = isinstance(channel, WrappedAioChannel)
+    return limit, cast(_C, rest.wrap_aio(under) if aio else rest.wrap(under))
 
 
 def _split_limit(channel: object) -> tuple[ConcurrencyLimit | None, Chain | None]:
@@ -470,38 +341,19 @@ def _split_limit(channel: object) -> tuple[ConcurrencyLimit | None, Chain | None
     return limit, compose(*others) if others else None
 
 
-def refuse(
-    plan: CallPlan, method: str, call_options: Sequence[CallOption], error: LocalRpcError
-) -> LocalRpcError:
-    """Finish the call options of a call refused before it was sent (closed channel, unsupported
-    API version) as the engine finishes any failed call: the ``before`` hooks run (one that
-    refuses the call raises, ``on_finish`` having seen its error, as on an open channel), then
-    every ``after`` hook with no headers or trailers (``header(md)`` and ``trailer(md)`` are
-    emptied, like the refusal's response), then each ``on_finish`` callback exactly once with
-    ``error``. Returns ``error``, with a hook's exception as its ``__context__``."""
-    if not call_options and plan.plain:
-        return error  # no hooks anywhere
-    info, afters = begin(plan, method, call_options)
-    failed(info, error)
-    hook_error = complete(info, afters)
-    if hook_error is not None and error.__context__ is None:
-        error.__context__ = hook_error
-    return error
-
-
 def refused(
-    plan: CallPlan,
+    refuse: Callable[[str, Sequence[CallOption], LocalRpcError], LocalRpcError],
     call_options: tuple[CallOption, ...],
     error: LocalRpcError,
     raise_errors: bool,
 ) -> InvokeMethodResponse:
-    """``invoke_method``'s answer to a local refusal: the hooks run (:func:`refuse`), then the
-    error is raised (``with_raise_errors()``) or returned as a response. When a ``before`` hook
-    refuses the call with a ``grpc.RpcError`` first, that is the answer (``on_finish`` saw it),
-    as on an open channel."""
+    """``invoke_method``'s answer to a call it refuses before the pipeline (an unsupported API
+    version): the hooks run (the engine's ``refuse``), then the error is raised
+    (``with_raise_errors()``) or returned as a response. When a ``before`` hook refuses the call
+    with a ``grpc.RpcError`` first, that is the answer (``on_finish`` saw it)."""
     answer: grpc.RpcError = error
     try:
-        refuse(plan, ON_INVOKE, call_options, error)
+        refuse(ON_INVOKE, call_options, error)
     except grpc.RpcError as before_error:
         answer = before_error
     if raise_errors:
@@ -537,42 +389,6 @@ def reply_response(
     and nobody else holds it, so the response takes it over without checks or copies (the hot
     path)."""
     return InvokeMethodResponse.from_reply(reply, headers, trailers)
-
-
-def call_pairs(request: InvokeMethodRequest, defaults: MetadataPairs) -> MetadataPairs:
-    """The metadata of a call made without call options, in the call engine's order: the context's
-    outgoing metadata (:func:`grpc_channel.metadata.outgoing_metadata`), the dial-level default
-    metadata (``with_default_call_options(metadata(...))``), then the request's converted internal
-    metadata. None of them brings a ``dapr-api-token``: the context's is dropped here (a service
-    that copies its incoming metadata to the outgoing context must not forward its caller's
-    token), the defaults' by :func:`call_plan` and the request's by :func:`request_pairs`."""
-    md = outgoing_pairs()
-    if md:
-        for key, _ in md:  # inline: this runs per call when the context sets metadata
-            if key == TOKEN_HEADER:
-                md = tuple(pair for pair in md if pair[0] != TOKEN_HEADER)
-                break
-    if defaults:
-        md = md + defaults if md else defaults
-    own = request_pairs(request)
-    if own:
-        md = md + own if md else own
-    return md
-
-
-def timeout_only(call_options: tuple[CallOption, ...]) -> bool:
-    """True when ``call_options`` is exactly one ``timeout(s)``: a static option that only sets
-    the timeout, so a channel without per-call work at dial level can pass it straight to grpcio
-    (the channels' fast path) instead of folding a per-call record."""
-    return len(call_options) == 1 and type(call_options[0]) is TimeoutCallOption
-
-
-def fast_timeout(call_options: tuple[CallOption, ...], default: float | None) -> float | None:
-    """The timeout of a fast-path call: its ``timeout(s)`` option (when :func:`timeout_only`
-    held), else the dial-level default."""
-    if call_options:
-        return cast(TimeoutCallOption, call_options[0]).timeout
-    return default
 
 
 def error_response(error: grpc.RpcError) -> InvokeMethodResponse:
@@ -721,3 +537,141 @@ SyncAppChannel = AppChannel[InvokeMethodResponse, bool, None]
 
 AsyncAppChannel = AppChannel[Awaitable[InvokeMethodResponse], Awaitable[bool], Awaitable[None]]
 """The asyncio form: :class:`~grpc_channel._async_channel.AsyncChannel` satisfies it."""
+
+
+class ChannelBase:
+    """What :class:`~grpc_channel.channel.Channel` and
+    :class:`~grpc_channel._async_channel.AsyncChannel` share: the state and every step that is not
+    I/O. Each call goes one way, through the channel's engine (call options) and policy chain
+    (tracing, concurrency limit, app token) to the wire; the two shells only await or not.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_engine",
+        "_grpc",
+        "_health_engine",
+        "_health_route",
+        "_invoke_route",
+        "_limit",
+        "_plan",
+        "_raise",
+        "_raw_routes",
+        "_target",
+    )
+
+    def __init__(
+        self,
+        target: str,
+        grpc_channel: Any,
+        plan: CallPlan,
+        raise_errors: bool,
+        engine_class: Callable[[Any, CallPlan], Any],
+    ) -> None:
+        self._grpc = grpc_channel
+        self._target = target
+        self._raise = raise_errors
+        self._plan = plan
+        self._engine = engine_class(grpc_channel, plan)
+        self._limit, health = health_channel(grpc_channel)
+        self._health_engine = (
+            engine_class(health, plan) if health is not grpc_channel else self._engine
+        )
+        # Both AppCallback methods speak protobuf, whatever codec the channel is dialled with.
+        self._health_route = health_route(
+            health.unary_unary(HEALTH_CHECK_PATH, serialize_empty, parse_health_response)
+        )
+        # Over our aio policies the call records its headers and trailers as it ends, so reading
+        # them costs no extra awaits (every invoke_method reads them).
+        capturing = getattr(grpc_channel, "capturing_unary_unary", None)
+        open_mc = capturing if capturing is not None else grpc_channel.unary_unary
+        self._invoke_route = invoke_route(
+            open_mc(ON_INVOKE_PATH, serialize_invoke_request, parse_invoke_response),
+            captures=capturing is not None,
+        )
+        # Bounded: a proxy's callers choose the paths (hits read the plain dict, .data).
+        self._raw_routes: BoundedCache[str, Route] = BoundedCache()
+        self._closed = False
+
+    @property
+    def base_address(self) -> str:
+        """The dialled target, e.g. ``"127.0.0.1:50001"``."""
+        return self._target
+
+    @property
+    def concurrency_limit(self) -> ConcurrencyLimit | None:
+        """The ``with_max_concurrency`` limiter (``None`` when unlimited): its ``limit``,
+        ``in_flight`` (calls holding a slot) and ``queued`` (callers waiting for one). Invokes and
+        the generic ``invoke`` take slots; HealthCheck probes do not."""
+        return self._limit
+
+    def _refusal(
+        self, request: object, call_options: tuple[CallOption, ...]
+    ) -> InvokeMethodResponse | None:
+        """The answer to an invoke refused before the pipeline (not an ``InvokeMethodRequest``:
+        ``TypeError``; an API version other than V1: UNIMPLEMENTED, its hooks run), else None."""
+        error = version_error(check_request(request))
+        if error is None:
+            return None
+        return refused(self._engine.refuse, call_options, error, self._raise)
+
+    def _failure(self, error: grpc.RpcError) -> InvokeMethodResponse:
+        if self._raise:
+            raise error
+        return error_response(error)
+
+    def _generic(
+        self,
+        method: str,
+        payload: bytes | Message,
+        call_options: tuple[CallOption, ...],
+        response_type: type[Message] | None,
+    ) -> tuple[Route, Any, tuple[CallOption, ...]]:
+        """The route, the request and the call options of a generic ``invoke`` (see
+        :meth:`grpc_channel.channel.Channel.invoke`); ``ValueError``/``TypeError`` for bad
+        arguments."""
+        check_method_path(method)
+        if isinstance(payload, bytes | bytearray | memoryview):
+            if response_type is not None:
+                raise TypeError("invoke: response_type is for message payloads; bytes come back")
+            route = self._raw_routes.data.get(method)
+            if route is None:
+                route = raw_route(method, self._grpc.unary_unary(method, None, None))
+                self._raw_routes[method] = route
+            return route, bytes(payload), raw_options(call_options)
+        if not isinstance(payload, Message):
+            raise TypeError(
+                f"invoke: payload must be bytes or a protobuf message, got {type(payload).__name__}"
+            )
+        if response_type is None:
+            raise TypeError("invoke: pass response_type= (a message class) for a message payload")
+        return (
+            self._engine.route(method, CallShape.UNARY_UNARY, response_type),
+            payload,
+            call_options,
+        )
+
+    @staticmethod
+    def _probe_seconds(timeout: float | None) -> float:
+        if timeout is None:
+            return DEFAULT_PROBE_TIMEOUT
+        return check_timeout("timeout", timeout, allow_zero=False)
+
+    @staticmethod
+    def _health_options(seconds: float, ready_wait: bool) -> tuple[CallOption, ...]:
+        if ready_wait:
+            return (timeout_option(seconds), wait_for_ready_option())
+        return (timeout_option(seconds),)
+
+    def _mark_closed(self) -> bool:
+        """Mark the channel closed; False when it already was. Before grpcio closes: the engines
+        then answer calls with CANCELLED rather than grpcio's refusals."""
+        if self._closed:
+            return False
+        self._closed = True
+        self._engine.closed = self._health_engine.closed = True
+        return True
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"{type(self).__name__}({self._target!r}, {state})"

@@ -49,6 +49,7 @@ from grpc_channel.interceptors import (
     LocalRpcError,
     MetadataPairs,
     ended_call_metadata,
+    handing_over,
     read_response_metadata,
 )
 from grpc_channel.metadata import Metadata, MetadataError, outgoing_pairs
@@ -134,10 +135,24 @@ class CallPlan:
     call options already applied (static options only set fields, so applying them once is the
     same as applying them per call); ``dynamic`` holds the remaining default options, whose
     ``before`` runs per call, in order. ``plain`` is true when a call without options needs no
-    CallInfo at all.
+    CallInfo at all (there are no default call options). ``options`` is every default call option,
+    as a call's record lists them.
+
+    ``guarded`` (a metadata key, or None) is a key no caller may set: every value of it gathered
+    from the context, the default and the per-call metadata is dropped before the channel's
+    policies run (the app channel's ``dapr-api-token``: only its own token policy sets it).
+    Per-RPC credentials, the caller's explicit credentials, are added after that and kept.
     """
 
-    __slots__ = ("codec_chosen", "dynamic", "fast_kwargs", "plain", "template")
+    __slots__ = (
+        "codec_chosen",
+        "dynamic",
+        "fast_kwargs",
+        "guarded",
+        "options",
+        "plain",
+        "template",
+    )
 
     def __init__(
         self,
@@ -146,6 +161,7 @@ class CallPlan:
         codec: Codec | None = None,
         target: str = "",
         secure: bool | None = None,
+        guarded: str | None = None,
     ) -> None:
         template = CallInfo(codec=codec, target=target, secure=secure)
         channel_codec = template.codec
@@ -160,18 +176,17 @@ class CallPlan:
                 break
             opt.before(template)
             folded += 1
+        if guarded is not None and template.metadata:
+            template.metadata = _without(template.metadata, guarded)
         self.template = template
+        self.guarded = guarded
+        self.options = options
         # A folded default call option (force_codec) chose the codec: it then beats a route's own.
         self.codec_chosen = template.codec is not channel_codec
         self.dynamic = options[folded:]
-        self.plain = (
-            not self.dynamic
-            and template.on_finish is None
-            and not template.rpc_credentials
-            and template.credentials is None
-            and template.max_send_msg_size is None
-            and template.max_recv_msg_size is None
-        )
+        # No default call options: a call without its own needs no record (its policies see
+        # ``call.options`` None); with any, every call has one, so policies always see them.
+        self.plain = not options
         self.fast_kwargs: dict[str, Any] = {
             "credentials": None,
             "wait_for_ready": template.wait_for_ready,
@@ -179,13 +194,16 @@ class CallPlan:
         }
 
     @classmethod
-    def from_settings(cls, settings: DialSettings, target: str = "") -> CallPlan:
+    def from_settings(
+        cls, settings: DialSettings, target: str = "", *, guarded: str | None = None
+    ) -> CallPlan:
         """The plan of a channel opened from ``settings`` to ``target``."""
         return cls(
             settings.default_call_options,
             codec=settings.codec,
             target=target,
             secure=settings.secure,
+            guarded=guarded,
         )
 
     @property
@@ -207,9 +225,14 @@ class Route:
     (the app channel's AppCallback methods): the channel's codec choices (``with_codec``, a
     ``force_codec`` among the default call options) do not apply to it, and a call option that
     chooses another codec is refused with an ``OptionError`` naming the option, then ``pinned``.
+
+    ``captures`` marks an aio multicallable whose calls record their response metadata
+    (``WrappedAioChannel.capturing_unary_unary``): the engine reads it from the call object with
+    ``response_metadata()`` instead of awaiting it.
     """
 
     __slots__ = (
+        "captures",
         "codec",
         "deserializer",
         "mc",
@@ -233,8 +256,10 @@ class Route:
         codec: Codec,
         response_type: Any = None,
         pinned: str | None = None,
+        captures: bool = False,
     ) -> None:
         self.method = method
+        self.captures = captures
         self.codec = codec
         self.pinned = pinned
         self.shape = shape
@@ -264,6 +289,14 @@ def codec_route(
 
 # ------------------------------------------------------------------------------------------
 # Pure steps.
+
+
+def _without(pairs: MetadataPairs, key: str) -> MetadataPairs:
+    """``pairs`` without ``key`` (the same tuple when it has none)."""
+    for k, _ in pairs:
+        if k == key:
+            return tuple(pair for pair in pairs if pair[0] != key)
+    return pairs
 
 
 def _refused(info: CallInfo, exc: BaseException) -> None:
@@ -307,6 +340,7 @@ def begin(
     """
     info = plan.template.copy()
     info.method = method
+    info.call_options = (*plan.options, *options) if plan.options else tuple(options)
     if codec is not None and not plan.codec_chosen:
         info.codec = codec
     ctx = _context_pairs()
@@ -341,6 +375,8 @@ def begin(
                 afters.append(opt)
         if pinned is not None and info.codec is not codec:
             raise OptionError(f"{_codec_chooser(options, info.codec)}: {pinned}")
+        if plan.guarded is not None and info.metadata:
+            info.metadata = _without(info.metadata, plan.guarded)
         _check_credentials(info)
     except BaseException as exc:
         _refused(info, exc)
@@ -613,6 +649,7 @@ def fast_path(
         and compression is None
         and route.shape is CallShape.UNARY_UNARY
         and route.codec is plan.template.codec
+        and (not route.raw or (route.serializer is not None and route.deserializer is not None))
     )
 
 
@@ -626,6 +663,8 @@ def fast_call_args(
         md = md + plan.template.metadata
     if metadata:
         md = md + tuple(metadata)
+    if md and plan.guarded is not None:
+        md = _without(md, plan.guarded)
     return (timeout if timeout is not None else plan.template.timeout), (md or None)
 
 
@@ -702,23 +741,29 @@ def _request_failure(requests: _RequestEncoder | None, exc: BaseException) -> Ba
 
 
 # ------------------------------------------------------------------------------------------
-# Sync shell.
+# The shells: what both share, then the sync and the aio I/O.
+
+# The grpcio-style keywords of a call: timeout, metadata (pairs), credentials, wait_for_ready,
+# compression.
+_Kwargs = tuple[
+    float | None, Any, grpc.CallCredentials | None, bool | None, grpc.Compression | None
+]
 
 
-class SyncEngine:
-    """Runs calls on a sync grpcio channel (possibly wrapped by interceptors or our chain).
-
-    ``unary_unary(method, request, response_type, *call_options, timeout=..., metadata=...)`` is
-    the codec path used by the Channel; ``call_*`` run a :class:`Route` (used by ``wrap``).
-    """
+class _Engine:
+    """What the sync and aio shells share: the plan, the route cache, the closed flag, and the
+    steps before and after the I/O. Every call goes one way: the call options fold into a
+    :class:`CallInfo` (skipped when a call has no options and nothing at dial level needs one),
+    which is handed to the channel's policy chain as the call's ``options``
+    (:func:`~grpc_channel.interceptors.handing_over`), then the grpcio call, then the hooks."""
 
     __slots__ = ("_codec", "_routes", "channel", "closed", "plan")
 
-    def __init__(self, channel: grpc.Channel, plan: CallPlan | None = None) -> None:
+    def __init__(self, channel: Any, plan: CallPlan | None = None) -> None:
         self.channel = channel
         self.plan = plan if plan is not None else CallPlan()
         self._codec = self.plan.codec
-        # Set by the app channel's close(): grpcio's refusals then become CANCELLED.
+        # Set by the app channel's close(): calls then end with CANCELLED, not grpcio's refusals.
         self.closed = False
         # Bounded: callers choose the paths (hits read the plain dict, .data).
         self._routes: BoundedCache[tuple[str, CallShape], Route] = BoundedCache()
@@ -732,7 +777,83 @@ class SyncEngine:
             self._routes[key] = route
         return route
 
-    # unary-unary ------------------------------------------------------------------------
+    def _begin(
+        self, route: Route, options: Sequence[CallOption], kwargs: _Kwargs
+    ) -> tuple[CallInfo, list[CallOption]]:
+        timeout, metadata, credentials, wait_for_ready, compression = kwargs
+        return begin(
+            self.plan,
+            route.method,
+            options,
+            timeout=timeout,
+            metadata=metadata,
+            credentials=credentials,
+            wait_for_ready=wait_for_ready,
+            compression=compression,
+            codec=route.codec,
+            pinned=route.pinned,
+        )
+
+    def _fast_args(
+        self, route: Route, options: Sequence[CallOption], kwargs: _Kwargs
+    ) -> tuple[float | None, MetadataPairs | None] | None:
+        """The timeout and metadata of a call that needs no CallInfo (see :func:`fast_path`),
+        else None. On a closed channel it raises the CANCELLED error (no hooks to run)."""
+        timeout, metadata, credentials, wait_for_ready, compression = kwargs
+        if not fast_path(self.plan, route, options, credentials, wait_for_ready, compression):
+            return None
+        if self.closed:
+            raise closed_error()
+        return fast_call_args(self.plan, timeout, metadata)
+
+    def _closed_failure(self, exc: BaseException) -> LocalRpcError | None:
+        return closed_failure(exc) if self.closed else None
+
+    def refuse(
+        self, method: str, options: Sequence[CallOption], error: LocalRpcError
+    ) -> LocalRpcError:
+        """Finish a call refused before it was sent (an unsupported API version, say) as any
+        failed call finishes: the ``before`` hooks run (one that refuses raises, ``on_finish``
+        having seen its error), then every ``after`` hook with no headers or trailers, then each
+        ``on_finish`` callback once with ``error``. Returns ``error``, with a hook's exception as
+        its ``__context__``."""
+        if not options and self.plan.plain:
+            return error  # no hooks anywhere
+        info, afters = begin(self.plan, method, options)
+        failed(info, error)
+        hook_error = complete(info, afters)
+        if hook_error is not None and error.__context__ is None:
+            error.__context__ = hook_error
+        return error
+
+    def _uu_route(self, method: str, response_type: Any) -> Route:
+        route = self._routes.data.get((method, CallShape.UNARY_UNARY))
+        if route is None or route.response_type is not response_type:
+            route = self.route(method, CallShape.UNARY_UNARY, response_type)
+        return route
+
+
+def _captured(info: CallInfo, afters: Sequence[CallOption], capture: bool) -> Any:
+    response = outcome(info, complete(info, afters))
+    return (response, info.headers, info.trailers) if capture else response
+
+
+def _encoded(route: Route, info: CallInfo, request: Any, streaming: bool) -> tuple[Any, Any]:
+    """What the grpcio call sends, and the request encoder of a request stream (or None)."""
+    if streaming:
+        requests = _RequestEncoder(route, info, request)
+        return requests, requests
+    return encode(route, info, request), None
+
+
+class SyncEngine(_Engine):
+    """Runs calls on a sync grpcio channel (possibly wrapped by interceptors or our chain).
+
+    ``unary_unary(method, request, response_type, *call_options, timeout=..., metadata=...)`` is
+    the codec path used by the Channel; ``call_*`` run a :class:`Route` (used by ``wrap``).
+    """
+
+    __slots__ = ()
 
     def unary_unary(
         self,
@@ -745,9 +866,7 @@ class SyncEngine:
     ) -> Any:
         """Call ``method`` with ``request``; returns the decoded response or raises
         ``grpc.RpcError`` (remote status or local refusal)."""
-        route = self._routes.data.get((method, CallShape.UNARY_UNARY))
-        if route is None or route.response_type is not response_type:
-            route = self.route(method, CallShape.UNARY_UNARY, response_type)
+        route = self._uu_route(method, response_type)
         return self.call_unary(route, request, options, timeout=timeout, metadata=metadata)
 
     def unary_unary_info(
@@ -763,15 +882,7 @@ class SyncEngine:
         trailers, error) instead of raising for a failed call. A refusal by a ``before`` hook,
         and a hook's own exception, still raise."""
         route = self.route(method, CallShape.UNARY_UNARY, response_type)
-        info, afters = begin(
-            self.plan,
-            method,
-            options,
-            timeout=timeout,
-            metadata=metadata,
-            codec=route.codec,
-            pinned=route.pinned,
-        )
+        info, afters = self._begin(route, options, (timeout, metadata, None, None, None))
         self._run_unary(route, request, info, capture=True)
         return completed_info(info, afters)
 
@@ -786,58 +897,60 @@ class SyncEngine:
         credentials: grpc.CallCredentials | None = None,
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
+        capture: bool = False,
     ) -> Any:
-        """Run a unary-unary or stream-unary route; returns the response or raises."""
-        plan = self.plan
-        if fast_path(plan, route, options, credentials, wait_for_ready, compression):
-            # No hooks, no per-call options: no CallInfo.
-            t, md = fast_call_args(plan, timeout, metadata)
+        """Run a unary-unary or stream-unary route; returns the response, or with ``capture``
+        ``(response, headers, trailers)``; raises ``grpc.RpcError`` for a failed call."""
+        kwargs = (timeout, metadata, credentials, wait_for_ready, compression)
+        fast = self._fast_args(route, options, kwargs)
+        if fast is not None:
             try:
-                if route.raw and route.serializer is not None and route.deserializer is not None:
-                    received = route.mc(
-                        fast_encode(route, request), timeout=t, metadata=md, **plan.fast_kwargs
-                    )
-                    return fast_decode(route, received)
-                if not route.raw:
-                    return route.mc(request, timeout=t, metadata=md, **plan.fast_kwargs)
+                return self._fast_unary(route, request, fast, capture)
             except BaseException as exc:
-                closed = closed_failure(exc) if self.closed else None
+                closed = self._closed_failure(exc)
                 if closed is not None:
                     raise closed from None
                 raise
-        info, afters = begin(
-            plan,
-            route.method,
-            options,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-            codec=route.codec,
-            pinned=route.pinned,
-        )
-        self._run_unary(route, request, info, capture=bool(afters))
-        return outcome(info, complete(info, afters))
+        info, afters = self._begin(route, options, kwargs)
+        self._run_unary(route, request, info, capture=capture or bool(afters))
+        return _captured(info, afters, capture)
+
+    def _fast_unary(
+        self,
+        route: Route,
+        request: Any,
+        fast: tuple[float | None, MetadataPairs | None],
+        capture: bool,
+    ) -> Any:
+        timeout, md = fast
+        kwargs = self.plan.fast_kwargs
+        data = fast_encode(route, request) if route.raw else request
+        if capture:
+            received, call = route.mc.with_call(data, timeout=timeout, metadata=md, **kwargs)
+            response = fast_decode(route, received) if route.raw else received
+            return (response, *ended_call_metadata(call))
+        received = route.mc(data, timeout=timeout, metadata=md, **kwargs)
+        return fast_decode(route, received) if route.raw else received
 
     def _run_unary(self, route: Route, request: Any, info: CallInfo, *, capture: bool) -> None:
+        if self.closed:
+            failed(info, closed_error())
+            return
         requests: _RequestEncoder | None = None
+        handed = handing_over(info)
         try:
-            if route.shape is CallShape.STREAM_UNARY:
-                requests = _RequestEncoder(route, info, request)
-                data: Any = iter(requests)
-            else:
-                data = encode(route, info, request)
+            data, requests = _encoded(route, info, request, route.shape.request_streaming)
+            sent = iter(data) if requests is not None else data
             info.sent = True
             if capture:
-                received, call = route.mc.with_call(data, **grpc_kwargs(info))
+                received, call = route.mc.with_call(sent, **grpc_kwargs(info))
                 succeeded(info, *ended_call_metadata(call))
             else:
-                received = route.mc(data, **grpc_kwargs(info))
+                received = route.mc(sent, **grpc_kwargs(info))
                 succeeded(info, None, None)
             info.response = decode(route, info, received)
         except BaseException as exc:
-            closed = closed_failure(exc) if self.closed else None
+            closed = self._closed_failure(exc)
             if closed is not None:  # grpcio's refusal on a closed channel: CANCELLED
                 failed(info, closed)
                 return
@@ -845,8 +958,8 @@ class SyncEngine:
             if info.error is not exc and info.error is not None:
                 # The request iterator failed: keep what the server sent with our error.
                 _adopt_metadata(info, exc)
-
-    # streaming responses -----------------------------------------------------------------
+        finally:
+            handed.var.reset(handed)
 
     def call_stream(
         self,
@@ -861,31 +974,22 @@ class SyncEngine:
         compression: grpc.Compression | None = None,
     ) -> SyncResponseStream:
         """Start a unary-stream or stream-stream route; returns the response iterator."""
-        info, afters = begin(
-            self.plan,
-            route.method,
-            options,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-            codec=route.codec,
-            pinned=route.pinned,
-        )
+        kwargs = (timeout, metadata, credentials, wait_for_ready, compression)
+        info, afters = self._begin(route, options, kwargs)
         requests: _RequestEncoder | None = None
+        handed = handing_over(info)
         try:
-            if route.shape is CallShape.STREAM_STREAM:
-                requests = _RequestEncoder(route, info, request)
-                data: Any = iter(requests)
-            else:
-                data = encode(route, info, request)
+            if self.closed:
+                raise closed_error()
+            data, requests = _encoded(route, info, request, route.shape.request_streaming)
             info.sent = True
-            call = route.mc(data, **grpc_kwargs(info))
+            call = route.mc(iter(data) if requests is not None else data, **grpc_kwargs(info))
         except BaseException as exc:
-            failed(info, exc)
+            failed(info, self._closed_failure(exc) or exc)
             outcome(info, complete(info, afters))
             raise  # pragma: no cover - outcome always raises here
+        finally:
+            handed.var.reset(handed)
         return SyncResponseStream(call, route, info, afters, requests)
 
 
@@ -999,28 +1103,10 @@ class SyncResponseStream:
 # aio shell.
 
 
-class AsyncEngine:
+class AsyncEngine(_Engine):
     """Runs calls on a ``grpc.aio`` channel; the same steps as :class:`SyncEngine`."""
 
-    __slots__ = ("_codec", "_routes", "channel", "closed", "plan")
-
-    def __init__(self, channel: grpc.aio.Channel, plan: CallPlan | None = None) -> None:
-        self.channel = channel
-        self.plan = plan if plan is not None else CallPlan()
-        self._codec = self.plan.codec
-        # Set by the app channel's close(): grpcio's refusals then become CANCELLED.
-        self.closed = False
-        # Bounded: callers choose the paths (hits read the plain dict, .data).
-        self._routes: BoundedCache[tuple[str, CallShape], Route] = BoundedCache()
-
-    def route(self, method: str, shape: CallShape, response_type: Any = None) -> Route:
-        """The cached codec route of ``method`` (created on first use)."""
-        key = (method, shape)
-        route = self._routes.data.get(key)
-        if route is None or route.response_type is not response_type:
-            route = codec_route(self.channel, method, shape, self._codec, response_type)
-            self._routes[key] = route
-        return route
+    __slots__ = ()
 
     async def unary_unary(
         self,
@@ -1032,9 +1118,7 @@ class AsyncEngine:
         metadata: Iterable[tuple[str, str | bytes]] | None = None,
     ) -> Any:
         """Call ``method``; returns the decoded response or raises ``grpc.RpcError``."""
-        route = self._routes.data.get((method, CallShape.UNARY_UNARY))
-        if route is None or route.response_type is not response_type:
-            route = self.route(method, CallShape.UNARY_UNARY, response_type)
+        route = self._uu_route(method, response_type)
         return await self.call_unary(route, request, options, timeout=timeout, metadata=metadata)
 
     async def unary_unary_info(
@@ -1048,15 +1132,7 @@ class AsyncEngine:
     ) -> CallInfo:
         """As :meth:`SyncEngine.unary_unary_info`."""
         route = self.route(method, CallShape.UNARY_UNARY, response_type)
-        info, afters = begin(
-            self.plan,
-            method,
-            options,
-            timeout=timeout,
-            metadata=metadata,
-            codec=route.codec,
-            pinned=route.pinned,
-        )
+        info, afters = self._begin(route, options, (timeout, metadata, None, None, None))
         await self._run_unary(route, request, info)
         return completed_info(info, afters)
 
@@ -1071,54 +1147,58 @@ class AsyncEngine:
         credentials: grpc.CallCredentials | None = None,
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
+        capture: bool = False,
     ) -> Any:
-        """Run a unary-unary or stream-unary route; returns the response or raises."""
-        plan = self.plan
-        if fast_path(plan, route, options, credentials, wait_for_ready, compression):
-            t, md = fast_call_args(plan, timeout, metadata)
+        """As :meth:`SyncEngine.call_unary`."""
+        kwargs = (timeout, metadata, credentials, wait_for_ready, compression)
+        fast = self._fast_args(route, options, kwargs)
+        if fast is not None:
             try:
-                if route.raw and route.serializer is not None and route.deserializer is not None:
-                    data = fast_encode(route, request)
-                    received = await route.mc(data, timeout=t, metadata=md, **plan.fast_kwargs)
-                    return fast_decode(route, received)
-                if not route.raw:
-                    return await route.mc(request, timeout=t, metadata=md, **plan.fast_kwargs)
+                return await self._fast_unary(route, request, fast, capture)
             except BaseException as exc:
-                closed = closed_failure(exc) if self.closed else None
+                closed = self._closed_failure(exc)
                 if closed is not None:
                     raise closed from None
                 raise
-        info, afters = begin(
-            plan,
-            route.method,
-            options,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-            codec=route.codec,
-            pinned=route.pinned,
-        )
+        info, afters = self._begin(route, options, kwargs)
         await self._run_unary(route, request, info)
-        return outcome(info, complete(info, afters))
+        return _captured(info, afters, capture)
+
+    async def _fast_unary(
+        self,
+        route: Route,
+        request: Any,
+        fast: tuple[float | None, MetadataPairs | None],
+        capture: bool,
+    ) -> Any:
+        timeout, md = fast
+        data = fast_encode(route, request) if route.raw else request
+        call = route.mc(data, timeout=timeout, metadata=md, **self.plan.fast_kwargs)
+        received = await call
+        response = fast_decode(route, received) if route.raw else received
+        if capture:
+            return (response, *await _response_metadata(route, call))
+        return response
 
     async def _run_unary(self, route: Route, request: Any, info: CallInfo) -> None:
+        if self.closed:
+            failed(info, closed_error())
+            return
         requests: _RequestEncoder | None = None
         call: Any = None
         try:
-            if route.shape is CallShape.STREAM_UNARY:
-                requests = _RequestEncoder(route, info, request)
-                data: Any = requests
-            else:
-                data = encode(route, info, request)
+            data, requests = _encoded(route, info, request, route.shape.request_streaming)
             info.sent = True
-            call = route.mc(data, **grpc_kwargs(info))
+            handed = handing_over(info)
+            try:
+                call = route.mc(data, **grpc_kwargs(info))
+            finally:
+                handed.var.reset(handed)
             received = await call
-            succeeded(info, *await read_response_metadata(call))
+            succeeded(info, *await _response_metadata(route, call))
             info.response = decode(route, info, received)
         except BaseException as exc:
-            closed = closed_failure(exc) if self.closed else None
+            closed = self._closed_failure(exc)
             if closed is not None:  # grpcio's refusal on a closed channel: CANCELLED
                 failed(info, closed)
                 return
@@ -1139,32 +1219,30 @@ class AsyncEngine:
         compression: grpc.Compression | None = None,
     ) -> AsyncResponseStream:
         """Start a unary-stream or stream-stream route; returns the async response iterator."""
-        info, afters = begin(
-            self.plan,
-            route.method,
-            options,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-            codec=route.codec,
-            pinned=route.pinned,
-        )
+        kwargs = (timeout, metadata, credentials, wait_for_ready, compression)
+        info, afters = self._begin(route, options, kwargs)
         requests: _RequestEncoder | None = None
+        handed = handing_over(info)
         try:
-            if route.shape is CallShape.STREAM_STREAM:
-                requests = _RequestEncoder(route, info, request)
-                data: Any = requests
-            else:
-                data = encode(route, info, request)
+            if self.closed:
+                raise closed_error()
+            data, requests = _encoded(route, info, request, route.shape.request_streaming)
             info.sent = True
             call = route.mc(data, **grpc_kwargs(info))
         except BaseException as exc:
-            failed(info, exc)
+            failed(info, self._closed_failure(exc) or exc)
             outcome(info, complete(info, afters))
             raise  # pragma: no cover - outcome always raises here
+        finally:
+            handed.var.reset(handed)
         return AsyncResponseStream(call, route, info, afters, requests)
+
+
+async def _response_metadata(route: Route, call: Any) -> tuple[Any, Any]:
+    if route.captures:
+        recorded: tuple[Any, Any] = call.response_metadata()
+        return recorded
+    return await read_response_metadata(call)
 
 
 async def _adopt_aio_metadata(info: CallInfo, call: Any) -> None:

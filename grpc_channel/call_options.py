@@ -120,9 +120,16 @@ class CallInfo:
     Filled after the call: ``headers``, ``trailers`` (grpcio pairs), ``peer``, ``code``
     (``grpc.StatusCode``), ``details``, ``error`` (the exception, or ``None``), ``response`` and
     ``sent`` (whether the call reached the wire).
+
+    The policies of the channel's chain see this record as ``call.options`` (see
+    :class:`~grpc_channel.interceptors.ClientCall`): ``call_options`` lists the option objects
+    that folded into it, the dial-level defaults first, then the call's own; ``claimed`` is set
+    once a chain call took it.
     """
 
     __slots__ = (
+        "call_options",
+        "claimed",
         "code",
         "codec",
         "compression",
@@ -179,6 +186,8 @@ class CallInfo:
         self.error: BaseException | None = None
         self.response: Any = None
         self.sent = False
+        self.call_options: tuple[CallOption, ...] = ()
+        self.claimed = False
 
     def copy(self) -> CallInfo:
         """A shallow copy (the ``on_finish`` list is copied). Written out field by field: this
@@ -207,6 +216,8 @@ class CallInfo:
         other.error = self.error
         other.response = self.response
         other.sent = self.sent
+        other.call_options = self.call_options
+        other.claimed = False
         return other
 
     def __repr__(self) -> str:

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import threading
 import time
-from time import monotonic
 from types import TracebackType
 from typing import Any
 
@@ -68,20 +67,11 @@ from grpc_channel._channel_core import (
     SyncAppChannel,
     with_raise_errors,
 )
-from grpc_channel._engine import Route, SyncEngine
-from grpc_channel.call_options import CallOption, header, timeout, trailer, wait_for_ready
+from grpc_channel._engine import SyncEngine
+from grpc_channel.call_options import CallOption
 from grpc_channel.dial_options import DialOption, fold_dial_options, with_insecure
 from grpc_channel.dialing import open_channel
-from grpc_channel.interceptors import (
-    BoundedCache,
-    ConcurrencyLimit,
-    MetadataPairs,
-    ended_call_metadata,
-    outcome_code,
-    time_left,
-)
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
-from grpc_channel.metadata import Metadata
 from grpc_channel.v1 import common_pb2
 
 __all__ = [
@@ -99,64 +89,24 @@ _OK = grpc.StatusCode.OK
 _InvokeResponse = common_pb2.InvokeResponse
 
 
-class Channel:
+class Channel(core.ChannelBase):
     """A sync channel to an app's ``AppCallback`` service; see the module docstring.
 
     Build it with :func:`dial` or :meth:`Channel.local`. Thread-safe: one channel serves any number
     of threads. A context manager: leaving the block closes it.
     """
 
-    __slots__ = (
-        "_closed",
-        "_direct",
-        "_engine",
-        "_fast",
-        "_grpc",
-        "_health_engine",
-        "_health_route",
-        "_invoke_mc",
-        "_invoke_route",
-        "_limit",
-        "_lock",
-        "_plan",
-        "_raise",
-        "_raw_routes",
-        "_target",
-    )
+    __slots__ = ("_lock",)
 
     def __init__(self, target: str, *dial_options: DialOption) -> None:
         """Open a channel to ``target`` with grpc-go style ``dial_options`` (see :func:`dial`)."""
         own, rest = core.split_dial_options(dial_options)
         settings = fold_dial_options(*rest)
-        self._grpc: grpc.Channel = open_channel(target, settings)
-        self._target = target
-        self._raise = own.raise_errors
-        self._plan = core.call_plan(settings, target)
-        self._engine = SyncEngine(self._grpc, self._plan)
-        # OnInvoke always speaks protobuf (the AppCallback contract), whatever codec is dialled.
-        self._invoke_mc = self._grpc.unary_unary(
-            core.ON_INVOKE_PATH, core.serialize_invoke_request, core.parse_invoke_response
+        grpc_channel = open_channel(target, settings)
+        super().__init__(
+            target, grpc_channel, core.call_plan(settings, target), own.raise_errors, SyncEngine
         )
-        self._invoke_route = core.invoke_route(self._invoke_mc)
-        # Calls without call options skip the engine's per-call record when nothing at dial level
-        # needs one (no hooks, credentials or size limits): the hot path.
-        self._fast = self._plan.plain
-        # On that path, a limit and a token (the usual policies) run inline, without the chain.
-        self._direct = core.direct_invoke(self._grpc) if self._fast else None
-        self._limit, health = core.health_channel(self._grpc)
-        self._health_engine = (
-            SyncEngine(health, self._plan) if health is not self._grpc else self._engine
-        )
-        # HealthCheck speaks protobuf too, whatever codec is dialled.
-        self._health_route = core.health_route(
-            health.unary_unary(
-                core.HEALTH_CHECK_PATH, core.serialize_empty, core.parse_health_response
-            )
-        )
-        # Bounded: a proxy's callers choose the paths (hits read the plain dict, .data).
-        self._raw_routes: BoundedCache[str, Route] = BoundedCache()
         self._lock = threading.Lock()
-        self._closed = False
 
     @classmethod
     def local(cls, port: int, *dial_options: DialOption) -> Channel:
@@ -167,11 +117,6 @@ class Channel:
         return cls(f"{core.LOCAL_HOST}:{port}", with_insecure(), *dial_options)
 
     # -- the AppChannel protocol -------------------------------------------------------------------
-
-    @property
-    def base_address(self) -> str:
-        """The dialled target, e.g. ``"127.0.0.1:50001"``."""
-        return self._target
 
     def invoke_method(
         self, request: InvokeMethodRequest, *call_options: CallOption
@@ -188,8 +133,8 @@ class Channel:
         call failed, a response with the gRPC code, message, headers, trailers and the
         ``google.rpc.Status`` details: an app error, UNAVAILABLE when the app cannot be reached,
         DEADLINE_EXCEEDED when the deadline passed (also while waiting for a slot), CANCELLED when
-        the channel was closed meanwhile, UNIMPLEMENTED for a version other than V1. With
-        ``with_raise_errors()`` those failures are raised as ``grpc.RpcError`` instead.
+        the channel was closed (before or during the call), UNIMPLEMENTED for a version other than
+        V1. With ``with_raise_errors()`` those failures are raised as ``grpc.RpcError`` instead.
 
         A call refused here (closed channel, version) still runs its call options like any failed
         call: ``on_finish`` exactly once with the error, ``header(md)``/``trailer(md)`` emptied.
@@ -200,52 +145,20 @@ class Channel:
         ``OnInvoke`` always speaks protobuf. An exception from a call option's ``before`` hook
         propagates.
         """
-        core.check_request(request)
-        if self._closed:
-            return core.refused(self._plan, call_options, core.closed_error(), self._raise)
-        refusal = core.version_error(request)
+        refusal = self._refusal(request, call_options)
         if refusal is not None:
-            return core.refused(self._plan, call_options, refusal, self._raise)
+            return refusal
         try:
-            # The fast path: no call options, or just timeout(s) (see core.timeout_only).
-            if self._fast and (not call_options or core.timeout_only(call_options)):
-                plan = self._plan
-                timeout = core.fast_timeout(call_options, plan.template.timeout)
-                direct = self._direct
-                if direct is not None:
-                    reply, call = self._call_direct(
-                        direct,
-                        request.to_invoke_request(),
-                        timeout,
-                        direct.metadata(request, plan.template.metadata),
-                    )
-                else:
-                    reply, call = self._invoke_mc.with_call(
-                        request.to_invoke_request(),
-                        timeout=timeout,
-                        metadata=core.call_pairs(request, plan.template.metadata) or None,
-                        **plan.fast_kwargs,
-                    )
-                return core.reply_response(reply, *ended_call_metadata(call))
-            headers, trailers = Metadata(), Metadata()
-            reply = self._engine.call_unary(
+            reply, headers, trailers = self._engine.call_unary(
                 self._invoke_route,
                 request.to_invoke_request(),
-                (*call_options, header(headers), trailer(trailers), core.TOKEN_GUARD),
+                call_options,
                 metadata=core.request_pairs(request),
+                capture=True,
             )
         except grpc.RpcError as error:
             return self._failure(error)
-        except ValueError as exc:
-            # grpcio refuses calls on a closed channel (also calls that waited for a slot) with a
-            # ValueError: CANCELLED. (The engine did that already for the calls it ran.)
-            closed = core.closed_failure(exc) if self._closed else None
-            if closed is None:
-                raise
-            return self._failure(closed)
-        response = core.reply_response(reply, None, None)
-        response.headers, response.trailers = headers, trailers
-        return response
+        return core.reply_response(reply, headers, trailers)
 
     def health_probe(self, timeout: float | None = None) -> bool:
         """Call the app's ``HealthCheck`` once: True when it answers OK, False for any failure
@@ -254,13 +167,7 @@ class Channel:
         otherwise; the channel closed, before or during the probe). The probe speaks protobuf
         whatever codec is dialled, carries the app token and is traced, but takes no concurrency
         slot."""
-        seconds = (
-            core.DEFAULT_PROBE_TIMEOUT
-            if timeout is None
-            else core.check_timeout("timeout", timeout, allow_zero=False)
-        )
-        if self._closed:
-            return False
+        seconds = self._probe_seconds(timeout)
         try:
             self._health(seconds, ready_wait=False)
         except grpc.RpcError:
@@ -297,19 +204,9 @@ class Channel:
     def close(self) -> None:
         """Close the channel (idempotent). Calls in flight end with CANCELLED."""
         with self._lock:
-            if self._closed:
+            if not self._mark_closed():
                 return
-            self._closed = True
-            # Before grpcio closes: the engines then turn its refusals into CANCELLED.
-            self._engine.closed = self._health_engine.closed = True
         self._grpc.close()
-
-    @property
-    def concurrency_limit(self) -> ConcurrencyLimit | None:
-        """The ``with_max_concurrency`` limiter (``None`` when unlimited): its ``limit``,
-        ``in_flight`` (calls holding a slot) and ``queued`` (callers waiting for one). Invokes and
-        the generic ``invoke`` take slots; HealthCheck probes do not."""
-        return self._limit
 
     # -- the generic path --------------------------------------------------------------------------
 
@@ -333,75 +230,11 @@ class Channel:
         closed channel, CANCELLED (``on_finish`` sees it too). The token rule of
         :meth:`invoke_method` holds: only the channel's own ``dapr-api-token`` is sent.
         """
-        core.check_method_path(method)
-        if isinstance(payload, bytes | bytearray | memoryview):
-            if response_type is not None:
-                raise TypeError("invoke: response_type is for message payloads; bytes come back")
-            if self._closed:
-                raise core.refuse(self._plan, method, call_options, core.closed_error())
-            route = self._raw_routes.data.get(method)
-            if route is None:
-                route = self._raw_route(method)
-            return self._engine.call_unary(route, bytes(payload), core.raw_options(call_options))
-        if not isinstance(payload, Message):
-            raise TypeError(
-                f"invoke: payload must be bytes or a protobuf message, got {type(payload).__name__}"
-            )
-        if response_type is None:
-            raise TypeError("invoke: pass response_type= (a message class) for a message payload")
-        if self._closed:
-            raise core.refuse(self._plan, method, call_options, core.closed_error())
-        return self._engine.unary_unary(
-            method, payload, response_type, *core.invoke_options(self._plan, call_options)
-        )
-
-    def _raw_route(self, method: str) -> Route:
-        route = core.raw_route(method, self._grpc.unary_unary(method, None, None))
-        self._raw_routes[method] = route
-        return route
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _call_direct(
-        self,
-        direct: core.DirectInvoke,
-        message: common_pb2.InvokeRequest,
-        timeout: float | None,
-        metadata: MetadataPairs,
-    ) -> tuple[common_pb2.InvokeResponse, Any]:
-        """``OnInvoke`` through the channel's limit run inline (see
-        :func:`~grpc_channel._channel_core.direct_invoke`), ``metadata`` already carrying its
-        token: the chain's outcome, without it."""
-        call = direct.mc.with_call
-        kwargs = self._plan.fast_kwargs
-        limit = direct.limit
-        if limit is None:
-            return call(message, timeout=timeout, metadata=metadata or None, **kwargs)  # type: ignore[no-any-return]
-        started = monotonic()
-        granted = limit.take(None if timeout is None else started + timeout)
-        try:
-            if granted is not None:  # it queued: the round trip starts now, with less time left
-                deadline = None if timeout is None else started + timeout
-                started = granted
-                timeout = time_left(deadline)
-            result = call(message, timeout=timeout, metadata=metadata or None, **kwargs)
-        except BaseException as exc:
-            limit.give_back(outcome_code(exc), started)
-            raise
-        limit.give_back(_OK, started)
-        return result  # type: ignore[no-any-return]
-
-    def _failure(self, error: grpc.RpcError) -> InvokeMethodResponse:
-        if self._raise:
-            raise error
-        return core.error_response(error)
+        route, request, options = self._generic(method, payload, call_options, response_type)
+        return self._engine.call_unary(route, request, options)
 
     def _health(self, seconds: float, *, ready_wait: bool) -> None:
-        options: tuple[CallOption, ...] = (
-            (timeout(seconds), wait_for_ready(), core.TOKEN_GUARD)
-            if ready_wait
-            else (timeout(seconds), core.TOKEN_GUARD)
-        )
+        options = self._health_options(seconds, ready_wait)
         self._health_engine.call_unary(self._health_route, core.EMPTY, options)
 
     def __enter__(self) -> Channel:
@@ -414,10 +247,6 @@ class Channel:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"Channel({self._target!r}, {state})"
 
 
 def dial(target: str, *dial_options: DialOption) -> Channel:

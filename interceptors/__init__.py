@@ -63,12 +63,14 @@ from ._metadata_pairs import (
     MetadataPairs,
 )
 from ._policy import (
+    CallOptionsRecord,
     CallShape,
     ClientCall,
     ClientPolicy,
     PolicyBase,
     ServerCall,
     ServerPolicy,
+    handing_over,
 )
 from ._response_metadata import (
     ended_call_metadata,
@@ -115,6 +117,7 @@ __all__ = [
     "AppToken",
     "Backoff",
     "BoundedCache",
+    "CallOptionsRecord",
     "CallShape",
     "Capture",
     "Captured",
@@ -144,6 +147,7 @@ __all__ = [
     "compose",
     "ended_call_metadata",
     "extract_trace_context",
+    "handing_over",
     "inject_trace_context",
     "outcome_code",
     "read_response_metadata",

@@ -78,9 +78,10 @@ used alone as grpcio interceptors, see :class:`PolicyBase`.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import grpc
 
@@ -96,12 +97,15 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "CallOptionsRecord",
     "CallShape",
     "ClientCall",
     "ClientPolicy",
     "PolicyBase",
     "ServerCall",
     "ServerPolicy",
+    "claim_call_options",
+    "handing_over",
 ]
 
 R = TypeVar("R")
@@ -170,6 +174,12 @@ class ClientCall(_CallState):
     ``error``; see the module docstring for when metadata is filled. ``code`` is ``None`` until
     then.
 
+    ``options``: the call's call options (grpc-go passes ``opts ...CallOption`` to interceptors),
+    as the record they folded into: a :class:`grpc_channel.call_options.CallInfo` whose fields
+    (``timeout``, ``metadata``, ``wait_for_ready``, ``codec``, size limits, ``on_finish`` ...) hold
+    the folded values and whose ``call_options`` holds the option objects, dial-level defaults
+    first. ``None`` for a call made through grpcio's own API (no call options exist there).
+
     ``span`` is reserved for the tracing policy (the current span, so others may annotate it);
     ``notes`` is a per-policy scratch area (see :meth:`note`).
     """
@@ -180,6 +190,7 @@ class ClientCall(_CallState):
         "initial_metadata",
         "metadata",
         "method",
+        "options",
         "peer",
         "replayable",
         "shape",
@@ -213,6 +224,7 @@ class ClientCall(_CallState):
         self.error = None
         self.span = None
         self.notes = None
+        self.options: CallOptionsRecord | None = claim_call_options(method)
 
     def __repr__(self) -> str:
         # Metadata values are left out on purpose: they may carry tokens.
@@ -268,6 +280,42 @@ class ServerCall(_CallState):
     def __repr__(self) -> str:
         code = self.code.name if self.code is not None else None
         return f"ServerCall(method={self.method!r}, shape={self.shape.value}, code={code})"
+
+
+class CallOptionsRecord(Protocol):
+    """What :func:`handing_over` hands to a call: the folded call options of one call (in
+    practice a :class:`grpc_channel.call_options.CallInfo`)."""
+
+    method: str
+    claimed: bool
+
+
+_HANDED: contextvars.ContextVar[CallOptionsRecord | None] = contextvars.ContextVar(
+    "grpc_channel_call_options", default=None
+)
+
+
+def handing_over(record: CallOptionsRecord) -> contextvars.Token[CallOptionsRecord | None]:
+    """Offer ``record`` to the next :class:`ClientCall` of ``record.method`` started in this
+    context; the caller resets the returned token once the call has started.
+
+    The call options reach the chain this way, rather than as an argument, because the chain
+    is often reached through grpcio's own API (a stub's multicallable, ``grpc.intercept_channel``,
+    a ``grpc.aio`` interceptor), which has no parameter for them. grpc.aio runs interceptors in a
+    task whose context is copied when the call is made, so the offer reaches them too.
+    """
+    return _HANDED.set(record)
+
+
+def claim_call_options(method: str) -> CallOptionsRecord | None:
+    """The record offered by :func:`handing_over` when it is for ``method`` and not yet taken,
+    else None. Taken once: a call a policy makes from inside the call (another method, or the same
+    one) does not inherit its caller's options."""
+    record = _HANDED.get()
+    if record is None or record.claimed or record.method != method:
+        return None
+    record.claimed = True
+    return record
 
 
 class PolicyBase:

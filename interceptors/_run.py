@@ -29,7 +29,15 @@ import grpc
 
 from ._errors import LocalRpcError
 from ._metadata_pairs import MetadataPairs
-from ._policy import CallShape, ClientCall, ClientPolicy, ServerCall, ServerPolicy, overrides
+from ._policy import (
+    CallShape,
+    ClientCall,
+    ClientPolicy,
+    ServerCall,
+    ServerPolicy,
+    claim_call_options,
+    overrides,
+)
 from ._response_metadata import ended_call_metadata, read_response_metadata
 
 log = logging.getLogger("grpc_channel.interceptors")
@@ -105,6 +113,7 @@ class Invocation(ClientCall):
         self.error = None
         self.span = None
         self.notes = None
+        self.options = claim_call_options(method)
         self.request = request
         self.credentials = credentials
         self.wait_for_ready = wait_for_ready

@@ -391,8 +391,8 @@ def _channel_paths(spec: TracingSpec) -> tuple[Any, Any]:
     channel = dial("127.0.0.1:1", with_insecure(), with_tracing(spec))
 
     def one(path: str) -> None:
-        channel._raw_route(path)
-        channel._engine.route(path, CallShape.UNARY_UNARY, wrappers_pb2.StringValue)
+        channel._generic(path, b"", (), None)
+        channel._generic(path, wrappers_pb2.StringValue(), (), wrappers_pb2.StringValue)
 
     return one, channel.close
 
