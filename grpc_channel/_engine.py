@@ -25,8 +25,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any, Final
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 import grpc
 from google.protobuf.message import Message
@@ -54,9 +62,13 @@ from grpc_channel.interceptors import (
 )
 from grpc_channel.metadata import Metadata, MetadataError, outgoing_pairs
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
 __all__ = [
     "AsyncEngine",
     "AsyncResponseStream",
+    "CallKeywords",
     "CallPlan",
     "Route",
     "RpcCredentialsPolicy",
@@ -750,6 +762,38 @@ _Kwargs = tuple[
 ]
 
 
+class CallKeywords(TypedDict, total=False):
+    """grpcio's per-call keywords, as every engine call (and a wrapped stub's method) takes them:
+    they fold in before the call options, which therefore win."""
+
+    timeout: float | None
+    metadata: Iterable[tuple[str, str | bytes]] | None
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+
+
+_KEYWORDS: Final = frozenset(CallKeywords.__annotations__)
+
+
+def _kwargs(keywords: CallKeywords) -> _Kwargs:
+    """The keywords in :func:`begin`'s order; ``TypeError`` naming any unknown one (a misspelt
+    keyword must not be dropped silently)."""
+    if keywords and not keywords.keys() <= _KEYWORDS:
+        unknown = ", ".join(sorted(set(keywords) - _KEYWORDS))
+        raise TypeError(
+            f"unexpected keyword argument(s): {unknown}; a call takes call options after the "
+            f"request and the keywords {', '.join(sorted(_KEYWORDS))}"
+        )
+    return (
+        keywords.get("timeout"),
+        keywords.get("metadata"),
+        keywords.get("credentials"),
+        keywords.get("wait_for_ready"),
+        keywords.get("compression"),
+    )
+
+
 class _Engine:
     """What the sync and aio shells share: the plan, the route cache, the closed flag, and the
     steps before and after the I/O. Every call goes one way: the call options fold into a
@@ -808,6 +852,36 @@ class _Engine:
 
     def _closed_failure(self, exc: BaseException) -> LocalRpcError | None:
         return closed_failure(exc) if self.closed else None
+
+    def _start_stream(
+        self,
+        route: Route,
+        request: Any,
+        options: Sequence[CallOption],
+        keywords: CallKeywords,
+        feed: Callable[[Any], Any] | None,
+    ) -> tuple[Any, Route, CallInfo, list[CallOption], _RequestEncoder | None]:
+        """Begin a response-streaming call: what the shell's response iterator is built from.
+        ``feed`` turns a request encoder into what the grpcio call takes (``iter`` for sync;
+        grpc.aio takes the async iterable itself). A refusal or a failure to start runs the
+        hooks and raises."""
+        info, afters = self._begin(route, options, _kwargs(keywords))
+        requests: _RequestEncoder | None = None
+        handed = handing_over(info)
+        try:
+            if self.closed:
+                raise closed_error()
+            data, requests = _encoded(route, info, request, route.shape.request_streaming)
+            info.sent = True
+            sent = feed(data) if requests is not None and feed is not None else data
+            call = route.mc(sent, **grpc_kwargs(info))
+        except BaseException as exc:
+            failed(info, self._closed_failure(exc) or exc)
+            outcome(info, complete(info, afters))
+            raise  # pragma: no cover - outcome always raises here
+        finally:
+            handed.var.reset(handed)
+        return call, route, info, afters, requests
 
     def refuse(
         self, method: str, options: Sequence[CallOption], error: LocalRpcError
@@ -892,16 +966,12 @@ class SyncEngine(_Engine):
         request: Any,
         options: Sequence[CallOption],
         *,
-        timeout: float | None = None,
-        metadata: Iterable[tuple[str, str | bytes]] | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
         capture: bool = False,
+        **keywords: Unpack[CallKeywords],
     ) -> Any:
         """Run a unary-unary or stream-unary route; returns the response, or with ``capture``
         ``(response, headers, trailers)``; raises ``grpc.RpcError`` for a failed call."""
-        kwargs = (timeout, metadata, credentials, wait_for_ready, compression)
+        kwargs = _kwargs(keywords)
         fast = self._fast_args(route, options, kwargs)
         if fast is not None:
             try:
@@ -966,31 +1036,10 @@ class SyncEngine(_Engine):
         route: Route,
         request: Any,
         options: Sequence[CallOption],
-        *,
-        timeout: float | None = None,
-        metadata: Iterable[tuple[str, str | bytes]] | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
+        **keywords: Unpack[CallKeywords],
     ) -> SyncResponseStream:
         """Start a unary-stream or stream-stream route; returns the response iterator."""
-        kwargs = (timeout, metadata, credentials, wait_for_ready, compression)
-        info, afters = self._begin(route, options, kwargs)
-        requests: _RequestEncoder | None = None
-        handed = handing_over(info)
-        try:
-            if self.closed:
-                raise closed_error()
-            data, requests = _encoded(route, info, request, route.shape.request_streaming)
-            info.sent = True
-            call = route.mc(iter(data) if requests is not None else data, **grpc_kwargs(info))
-        except BaseException as exc:
-            failed(info, self._closed_failure(exc) or exc)
-            outcome(info, complete(info, afters))
-            raise  # pragma: no cover - outcome always raises here
-        finally:
-            handed.var.reset(handed)
-        return SyncResponseStream(call, route, info, afters, requests)
+        return SyncResponseStream(*self._start_stream(route, request, options, keywords, iter))
 
 
 def _adopt_metadata(info: CallInfo, call_error: BaseException) -> None:
@@ -1007,11 +1056,10 @@ def _adopt_metadata(info: CallInfo, call_error: BaseException) -> None:
                 info.trailers = value
 
 
-class SyncResponseStream:
-    """The response iterator of a streaming call: yields decoded messages and runs the call's
-    ``after``/``on_finish`` hooks once when the stream ends (exhausted, failed, cancelled, or
-    dropped unfinished). Other attributes (``initial_metadata()``, ``code()``, ``cancel()`` ...)
-    are the grpcio call's."""
+class _ResponseStream:
+    """What the sync and aio response iterators share: the call's record and the steps that end
+    it. The ending is written once, as a generator that yields the grpcio call whenever it needs
+    that call's response metadata; each shell answers, reading it or awaiting it."""
 
     __slots__ = ("_afters", "_call", "_done", "_info", "_requests", "_route")
 
@@ -1034,6 +1082,58 @@ class SyncResponseStream:
     def info(self) -> CallInfo:
         """The call's CallInfo (outcome fields filled once the stream ended)."""
         return self._info
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    def _ending(
+        self, exc: BaseException | None
+    ) -> Generator[Any, tuple[Any, Any], BaseException | None]:
+        """Record how the stream ended (``exc`` None: it ran out) and run the hooks once;
+        returns the first hook error. Only for a stream not yet done."""
+        self._done = True
+        info = self._info
+        requests = self._requests
+        if requests is not None and requests.error is not None:
+            exc = requests.error
+        if exc is None:
+            try:
+                succeeded(info, *(yield self._call))
+            except Exception as read_error:
+                failed(info, read_error)
+        else:
+            failed(info, exc)
+            if isinstance(exc, LocalRpcError) or not isinstance(exc, grpc.RpcError):
+                # A local failure (size limit, request iterator): keep what the server sent;
+                # a failed call may not give it, and the record then keeps what failed() read.
+                with contextlib.suppress(BaseException):
+                    info.headers, info.trailers = yield self._call
+        return complete(info, self._afters)
+
+    def _dropped(self) -> BaseException | None:
+        """End a stream dropped unfinished: the call is cancelled and the hooks see CANCELLED
+        without reading anything from the call. Returns the first hook error."""
+        self._done = True
+        with contextlib.suppress(Exception):
+            self._call.cancel()
+        info = self._info
+        info.code = grpc.StatusCode.CANCELLED
+        info.details = "response stream dropped before it ended"
+        info.error = LocalRpcError(info.code, info.details)
+        return complete(info, self._afters)
+
+    def __del__(self) -> None:
+        if not getattr(self, "_done", True):
+            _log_hook_error(self._info, self._dropped())
+
+
+class SyncResponseStream(_ResponseStream):
+    """The response iterator of a streaming call: yields decoded messages and runs the call's
+    ``after``/``on_finish`` hooks once when the stream ends (exhausted, failed, cancelled, or
+    dropped unfinished). Other attributes (``initial_metadata()``, ``code()``, ``cancel()`` ...)
+    are the grpcio call's."""
+
+    __slots__ = ()
 
     def __iter__(self) -> SyncResponseStream:
         return self
@@ -1061,36 +1161,28 @@ class SyncResponseStream:
         should see (the call's error, else a hook's error)."""
         if self._done:
             return
-        self._done = True
-        info = self._info
-        call = self._call
-        requests = self._requests
-        if requests is not None and requests.error is not None:
-            exc = requests.error
-        if exc is None:
-            try:
-                succeeded(info, *ended_call_metadata(call))
-            except Exception as read_error:
-                failed(info, read_error)
-        else:
-            failed(info, exc)
-            if exc is not call and not isinstance(exc, grpc.Call):
-                # A local failure (size limit, request iterator): keep what the server sent.
-                _adopt_metadata(info, call)
-        hook_error = complete(info, self._afters)
+        steps = self._ending(exc)
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    metadata = ended_call_metadata(call)
+                except BaseException as read_error:
+                    call = steps.throw(read_error)
+                else:
+                    call = steps.send(metadata)
+        except StopIteration as ended:
+            hook_error: BaseException | None = ended.value
         if raise_:
-            outcome(info, hook_error)
+            outcome(self._info, hook_error)
         else:
-            _log_hook_error(info, hook_error)
+            _log_hook_error(self._info, hook_error)
 
     def cancel(self) -> bool:
         """Cancel the call; the hooks run now (code CANCELLED)."""
         cancelled = bool(self._call.cancel())
         self._finish(self._call, raise_=False)
         return cancelled
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._call, name)
 
     def __del__(self) -> None:
         if not getattr(self, "_done", True):
@@ -1142,15 +1234,11 @@ class AsyncEngine(_Engine):
         request: Any,
         options: Sequence[CallOption],
         *,
-        timeout: float | None = None,
-        metadata: Iterable[tuple[str, str | bytes]] | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
         capture: bool = False,
+        **keywords: Unpack[CallKeywords],
     ) -> Any:
         """As :meth:`SyncEngine.call_unary`."""
-        kwargs = (timeout, metadata, credentials, wait_for_ready, compression)
+        kwargs = _kwargs(keywords)
         fast = self._fast_args(route, options, kwargs)
         if fast is not None:
             try:
@@ -1211,31 +1299,10 @@ class AsyncEngine(_Engine):
         route: Route,
         request: Any,
         options: Sequence[CallOption],
-        *,
-        timeout: float | None = None,
-        metadata: Iterable[tuple[str, str | bytes]] | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
+        **keywords: Unpack[CallKeywords],
     ) -> AsyncResponseStream:
         """Start a unary-stream or stream-stream route; returns the async response iterator."""
-        kwargs = (timeout, metadata, credentials, wait_for_ready, compression)
-        info, afters = self._begin(route, options, kwargs)
-        requests: _RequestEncoder | None = None
-        handed = handing_over(info)
-        try:
-            if self.closed:
-                raise closed_error()
-            data, requests = _encoded(route, info, request, route.shape.request_streaming)
-            info.sent = True
-            call = route.mc(data, **grpc_kwargs(info))
-        except BaseException as exc:
-            failed(info, self._closed_failure(exc) or exc)
-            outcome(info, complete(info, afters))
-            raise  # pragma: no cover - outcome always raises here
-        finally:
-            handed.var.reset(handed)
-        return AsyncResponseStream(call, route, info, afters, requests)
+        return AsyncResponseStream(*self._start_stream(route, request, options, keywords, None))
 
 
 async def _response_metadata(route: Route, call: Any) -> tuple[Any, Any]:
@@ -1251,32 +1318,12 @@ async def _adopt_aio_metadata(info: CallInfo, call: Any) -> None:
         info.headers, info.trailers = await read_response_metadata(call)
 
 
-class AsyncResponseStream:
+class AsyncResponseStream(_ResponseStream):
     """Async response iterator of a ``grpc.aio`` streaming call; hooks run once when the stream
     ends (exhausted, failed, cancelled; a stream dropped unfinished is cancelled and its hooks run
     without headers). Other attributes are the grpcio call's."""
 
-    __slots__ = ("_afters", "_call", "_done", "_info", "_requests", "_route")
-
-    def __init__(
-        self,
-        call: Any,
-        route: Route,
-        info: CallInfo,
-        afters: list[CallOption],
-        requests: _RequestEncoder | None,
-    ) -> None:
-        self._call = call
-        self._route = route
-        self._info = info
-        self._afters = afters
-        self._requests = requests
-        self._done = False
-
-    @property
-    def info(self) -> CallInfo:
-        """The call's CallInfo (outcome fields filled once the stream ended)."""
-        return self._info
+    __slots__ = ()
 
     def __aiter__(self) -> AsyncResponseStream:
         return self
@@ -1310,37 +1357,20 @@ class AsyncResponseStream:
         """Record the outcome, run the hooks once, raise what the caller should see."""
         if self._done:
             return
-        self._done = True
-        info = self._info
-        call = self._call
-        requests = self._requests
-        if requests is not None and requests.error is not None:
-            exc = requests.error
-        if exc is None:
-            try:
-                succeeded(info, *await read_response_metadata(call))
-            except Exception as read_error:
-                failed(info, read_error)
-        else:
-            failed(info, exc)
-            if not isinstance(exc, grpc.RpcError) or isinstance(exc, LocalRpcError):
-                await _adopt_aio_metadata(info, call)
-        outcome(info, complete(info, self._afters))
+        steps = self._ending(exc)
+        try:
+            call = next(steps)
+            while True:
+                try:
+                    metadata = await read_response_metadata(call)
+                except BaseException as read_error:
+                    call = steps.throw(read_error)
+                else:
+                    call = steps.send(metadata)
+        except StopIteration as ended:
+            hook_error: BaseException | None = ended.value
+        outcome(self._info, hook_error)
 
     def cancel(self) -> bool:
         """Cancel the call; the hooks run when the iterator next reads (or when dropped)."""
         return bool(self._call.cancel())
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._call, name)
-
-    def __del__(self) -> None:
-        if not getattr(self, "_done", True):
-            self._done = True
-            with contextlib.suppress(Exception):
-                self._call.cancel()
-            info = self._info
-            info.code = grpc.StatusCode.CANCELLED
-            info.details = "response stream dropped before it ended"
-            info.error = LocalRpcError(info.code, info.details)
-            _log_hook_error(info, complete(info, self._afters))

@@ -40,13 +40,16 @@ Use ``typing.cast`` or ``# type: ignore[call-arg]`` there, or keep the stub unty
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import grpc
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
 from grpc_channel._engine import (
     AsyncEngine,
+    CallKeywords,
     CallPlan,
     Route,
     SyncEngine,
@@ -157,26 +160,8 @@ class _Method:
         # Chosen once: the shape never changes, so calls skip the branch.
         self._call: Any = engine.call_unary if unary else engine.call_stream
 
-    def __call__(
-        self,
-        request: Any,
-        *options: CallOption,
-        timeout: float | None = None,
-        metadata: Iterable[tuple[str, str | bytes]] | None = None,
-        credentials: grpc.CallCredentials | None = None,
-        wait_for_ready: bool | None = None,
-        compression: grpc.Compression | None = None,
-    ) -> Any:
-        return self._call(
-            self._route,
-            request,
-            options,
-            timeout=timeout,
-            metadata=metadata,
-            credentials=credentials,
-            wait_for_ready=wait_for_ready,
-            compression=compression,
-        )
+    def __call__(self, request: Any, *options: CallOption, **keywords: Unpack[CallKeywords]) -> Any:
+        return self._call(self._route, request, options, **keywords)
 
     def __repr__(self) -> str:
         kind = "aio " if isinstance(self._call.__self__, AsyncEngine) else ""

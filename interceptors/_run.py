@@ -203,6 +203,46 @@ def _hook(policy: object, base: type, name: str) -> Any:
     return getattr(policy, name) if overrides(policy, base, name) else None
 
 
+def finish_logged(finishes: tuple[Any, ...], call: object, n: int, hook: str) -> None:
+    """Run the finish hooks of the first ``n`` entered policies, innermost first; one that raises
+    is logged and the others still run (slots, spans)."""
+    for i in range(n - 1, -1, -1):
+        f = finishes[i]
+        if f is not None:
+            try:
+                f(call)
+            except Exception:
+                log.exception("%s of %r raised", hook, f)
+
+
+def _bound_hooks(
+    policies: Sequence[object], base: type, side: str
+) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """The bound hooks a runner calls, one entry per policy, for ``side`` ("client"/"server"):
+    ``(acquire, start)`` for sync, ``(try_acquire, acquire_async, start)`` for aio (acquire
+    hooks only for ``blocking`` policies), and the finish hooks. Hooks a policy does not
+    override are None; an all-None finish tuple becomes () so finishing costs a falsy check."""
+    enter = []
+    enter_async = []
+    for p in policies:
+        blocking = bool(getattr(p, "blocking", False))
+        start = _hook(p, base, f"{side}_start")
+        enter.append((getattr(p, f"{side}_acquire") if blocking else None, start))
+        enter_async.append(
+            (
+                getattr(p, f"{side}_try_acquire", None) if blocking else None,
+                getattr(p, f"{side}_acquire_async") if blocking else None,
+                start,
+            )
+        )
+    finishes = tuple(_hook(p, base, f"{side}_finish") for p in policies)
+    return (
+        tuple(enter),
+        tuple(enter_async),
+        finishes if any(f is not None for f in finishes) else (),
+    )
+
+
 class Level:
     """A run of client policies up to (and including the call of) the next around-policy."""
 
@@ -221,24 +261,7 @@ class Level:
         self, index: int, policies: Sequence[ClientPolicy], around: ClientPolicy | None
     ) -> None:
         self.index = index
-        self.enter = tuple(
-            (
-                p.client_acquire if p.blocking else None,
-                _hook(p, ClientPolicy, "client_start"),
-            )
-            for p in policies
-        )
-        self.enter_async = tuple(
-            (
-                getattr(p, "client_try_acquire", None) if p.blocking else None,
-                p.client_acquire_async if p.blocking else None,
-                _hook(p, ClientPolicy, "client_start"),
-            )
-            for p in policies
-        )
-        finishes = tuple(_hook(p, ClientPolicy, "client_finish") for p in policies)
-        # An all-None tuple is replaced by () so finishing costs a falsy check.
-        self.finishes: tuple[Any, ...] = finishes if any(f is not None for f in finishes) else ()
+        self.enter, self.enter_async, self.finishes = _bound_hooks(policies, ClientPolicy, "client")
         self.around = around.client_around if around is not None else None
         self.around_async = around.client_around_async if around is not None else None
         # Bound by build_levels: the next level's run methods (the ``attempt`` of the around).
@@ -262,15 +285,8 @@ class Level:
 
     def finish_quiet(self, call: ClientCall, n: int) -> None:
         """Finish on a failure path: a raising finish hook must not mask the call's error."""
-        finishes = self.finishes
-        if finishes:
-            for i in range(n - 1, -1, -1):
-                f = finishes[i]
-                if f is not None:
-                    try:
-                        f(call)
-                    except Exception:
-                        log.exception("client_finish of %r raised", f)
+        if self.finishes:
+            finish_logged(self.finishes, call, n, "client_finish")
 
     def run(self, inv: Invocation) -> Any:
         if self.index:
@@ -552,34 +568,11 @@ class ServerRun:
 
     def __init__(self, policies: Sequence[ServerPolicy]) -> None:
         self.policies = tuple(policies)
-        self.enter = tuple(
-            (
-                p.server_acquire if p.blocking else None,
-                _hook(p, ServerPolicy, "server_start"),
-            )
-            for p in policies
-        )
-        self.enter_async = tuple(
-            (
-                getattr(p, "server_try_acquire", None) if p.blocking else None,
-                p.server_acquire_async if p.blocking else None,
-                _hook(p, ServerPolicy, "server_start"),
-            )
-            for p in policies
-        )
-        finishes = tuple(_hook(p, ServerPolicy, "server_finish") for p in policies)
-        self.finishes: tuple[Any, ...] = finishes if any(f is not None for f in finishes) else ()
+        self.enter, self.enter_async, self.finishes = _bound_hooks(policies, ServerPolicy, "server")
 
     def finish(self, call: ServerCall, n: int) -> None:
-        finishes = self.finishes
-        if finishes:
-            for i in range(n - 1, -1, -1):
-                f = finishes[i]
-                if f is not None:
-                    try:
-                        f(call)
-                    except Exception:
-                        log.exception("server_finish of %r raised", f)
+        if self.finishes:
+            finish_logged(self.finishes, call, n, "server_finish")
 
     @staticmethod
     def record_ok(call: ServerCall) -> None:

@@ -297,3 +297,27 @@ def test_hook_error_on_a_cancelled_stream_is_logged(caplog: pytest.LogCaptureFix
     assert "a call option hook failed after /grpc_channel_test.Echo/ServerStream ended" in (
         caplog.text
     )
+
+
+@pytest.mark.parametrize("aio", AIO)
+def test_a_misspelt_grpcio_keyword_is_refused_not_dropped(aio: bool) -> None:
+    pb2, pb2_grpc = echo_modules()
+
+    async def main(port: int) -> None:
+        target = f"127.0.0.1:{port}"
+        channel: Any = grpc.aio.insecure_channel(target) if aio else grpc.insecure_channel(target)
+        try:
+            stub = wrap(pb2_grpc.EchoStub, channel)
+            with pytest.raises(TypeError, match="timout") as caught:
+                result = stub.Unary(pb2.EchoRequest(text="x"), timout=1.0)  # type: ignore[call-arg]
+                if aio:
+                    await result
+            assert "wait_for_ready" in str(caught.value)
+        finally:
+            if aio:
+                await channel.close(None)
+            else:
+                channel.close()
+
+    with serve() as (port, _):
+        asyncio.run(main(port))
