@@ -41,7 +41,7 @@ from grpc_channel.call_options import CallOption
 from grpc_channel.dial_options import DialOption, fold_dial_options, with_insecure
 from grpc_channel.dialing import open_aio_channel
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
-from grpc_channel.v1 import common_pb2
+from grpc_channel.v1 import appcallback_pb2, common_pb2
 
 __all__ = ["AsyncAppChannel", "AsyncChannel", "dial"]
 
@@ -133,6 +133,30 @@ class AsyncChannel(core.ChannelBase):
         """Close the channel (idempotent). Calls in flight end with CANCELLED."""
         if self._mark_closed():
             await self._grpc.close(None)
+
+    # -- pub/sub ----------------------------------------------------------------------------------
+
+    async def list_topic_subscriptions(
+        self, *call_options: CallOption
+    ) -> list[appcallback_pb2.TopicSubscription]:
+        """As :meth:`grpc_channel.channel.Channel.list_topic_subscriptions`."""
+        try:
+            reply = await self._health_engine.call_unary(self._list_route, core.EMPTY, call_options)
+        except grpc.RpcError as error:
+            if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            reply = None
+        return core.subscriptions_of(reply)
+
+    async def on_topic_event(
+        self, event: appcallback_pb2.TopicEventRequest, *call_options: CallOption
+    ) -> appcallback_pb2.TopicEventResponse:
+        """As :meth:`grpc_channel.channel.Channel.on_topic_event`; cancelling the awaiting task
+        cancels the RPC."""
+        response: appcallback_pb2.TopicEventResponse = await self._engine.call_unary(
+            self._topic_route, core.check_topic_event(event), call_options
+        )
+        return response
 
     # -- the generic path --------------------------------------------------------------------------
 

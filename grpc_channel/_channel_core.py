@@ -42,7 +42,12 @@ from grpc_channel._engine import (
     closed_error,
     closed_failure,
 )
-from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
+from grpc_channel.appcallback import (
+    HEALTH_CHECK,
+    LIST_TOPIC_SUBSCRIPTIONS,
+    ON_INVOKE,
+    ON_TOPIC_EVENT,
+)
 from grpc_channel.call_options import CallOption, force_codec
 from grpc_channel.call_options import timeout as timeout_option
 from grpc_channel.call_options import wait_for_ready as wait_for_ready_option
@@ -81,6 +86,7 @@ __all__ = [
     "check_port",
     "check_request",
     "check_timeout",
+    "check_topic_event",
     "closed_error",
     "closed_failure",
     "closed_not_ready",
@@ -90,6 +96,7 @@ __all__ = [
     "health_route",
     "invoke_route",
     "not_ready_error",
+    "pubsub_routes",
     "raw_options",
     "raw_route",
     "ready_answer",
@@ -97,6 +104,7 @@ __all__ = [
     "reply_response",
     "request_pairs",
     "split_dial_options",
+    "subscriptions_of",
     "version_error",
     "with_raise_errors",
 ]
@@ -134,6 +142,13 @@ _INVOKE_PINNED: Final = (
 _HEALTH_PINNED: Final = (
     "not supported: HealthCheck always speaks protobuf (the AppCallback contract)"
 )
+_PUBSUB_PINNED: Final = (
+    "not supported: ListTopicSubscriptions and OnTopicEvent always speak protobuf (the "
+    "AppCallback contract)"
+)
+serialize_topic_event = appcallback_pb2.TopicEventRequest.SerializeToString
+parse_topic_event_response = appcallback_pb2.TopicEventResponse.FromString
+parse_subscriptions = appcallback_pb2.ListTopicSubscriptionsResponse.FromString
 
 _READY_POLL: Final = 0.05  # seconds between HealthCheck attempts that got an answer other than "up"
 
@@ -261,6 +276,50 @@ def invoke_route(multicallable: Any, *, captures: bool = False) -> Route:
         pinned=_INVOKE_PINNED,
         captures=captures,
     )
+
+
+def pubsub_routes(channel: Any, control: Any) -> tuple[Route, Route]:
+    """The engine routes of ``OnTopicEvent`` over ``channel`` (deliveries take a concurrency slot,
+    like invokes) and ``ListTopicSubscriptions`` over ``control`` (the probes' channel: a
+    control call waits for no slot). Protobuf whatever the channel's codec."""
+    event = Route(
+        ON_TOPIC_EVENT,
+        CallShape.UNARY_UNARY,
+        channel.unary_unary(ON_TOPIC_EVENT, serialize_topic_event, parse_topic_event_response),
+        raw=False,
+        serializer=serialize_topic_event,
+        deserializer=None,
+        codec=_PROTO,
+        pinned=_PUBSUB_PINNED,
+    )
+    listing = Route(
+        LIST_TOPIC_SUBSCRIPTIONS,
+        CallShape.UNARY_UNARY,
+        control.unary_unary(LIST_TOPIC_SUBSCRIPTIONS, serialize_empty, parse_subscriptions),
+        raw=False,
+        serializer=serialize_empty,
+        deserializer=None,
+        codec=_PROTO,
+        pinned=_PUBSUB_PINNED,
+    )
+    return event, listing
+
+
+def check_topic_event(event: object) -> appcallback_pb2.TopicEventRequest:
+    if not isinstance(event, appcallback_pb2.TopicEventRequest):
+        raise TypeError(
+            f"on_topic_event takes a grpc_channel.v1.appcallback_pb2.TopicEventRequest, got "
+            f"{type(event).__name__}"
+        )
+    return event
+
+
+def subscriptions_of(
+    reply: appcallback_pb2.ListTopicSubscriptionsResponse | None,
+) -> list[appcallback_pb2.TopicSubscription]:
+    """The app's subscriptions from its reply (None: the app answered UNIMPLEMENTED, an app with
+    no pub/sub; no subscriptions, as in Dapr)."""
+    return [] if reply is None else list(reply.subscriptions)
 
 
 def health_route(multicallable: Any) -> Route:
@@ -554,10 +613,12 @@ class ChannelBase:
         "_health_route",
         "_invoke_route",
         "_limit",
+        "_list_route",
         "_plan",
         "_raise",
         "_raw_routes",
         "_target",
+        "_topic_route",
     )
 
     def __init__(
@@ -589,6 +650,7 @@ class ChannelBase:
             open_mc(ON_INVOKE_PATH, serialize_invoke_request, parse_invoke_response),
             captures=capturing is not None,
         )
+        self._topic_route, self._list_route = pubsub_routes(grpc_channel, health)
         # Bounded: a proxy's callers choose the paths (hits read the plain dict, .data).
         self._raw_routes: BoundedCache[str, Route] = BoundedCache()
         self._closed = False

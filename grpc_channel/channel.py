@@ -72,7 +72,7 @@ from grpc_channel.call_options import CallOption
 from grpc_channel.dial_options import DialOption, fold_dial_options, with_insecure
 from grpc_channel.dialing import open_channel
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
-from grpc_channel.v1 import common_pb2
+from grpc_channel.v1 import appcallback_pb2, common_pb2
 
 __all__ = [
     "AppChannel",
@@ -207,6 +207,38 @@ class Channel(core.ChannelBase):
             if not self._mark_closed():
                 return
         self._grpc.close()
+
+    # -- pub/sub ----------------------------------------------------------------------------------
+
+    def list_topic_subscriptions(
+        self, *call_options: CallOption
+    ) -> list[appcallback_pb2.TopicSubscription]:
+        """The app's pub/sub subscriptions (``ListTopicSubscriptions``), as the
+        ``TopicSubscription`` messages it returned; an empty list when the app answers
+        UNIMPLEMENTED (it serves no pub/sub). Same token, deadline (``timeout(s)``) and tracing
+        rules as :meth:`invoke_method`; takes no concurrency slot (a control call). Other failures
+        raise ``grpc.RpcError`` (CANCELLED on a closed channel)."""
+        try:
+            reply = self._health_engine.call_unary(self._list_route, core.EMPTY, call_options)
+        except grpc.RpcError as error:
+            if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            reply = None
+        return core.subscriptions_of(reply)
+
+    def on_topic_event(
+        self, event: appcallback_pb2.TopicEventRequest, *call_options: CallOption
+    ) -> appcallback_pb2.TopicEventResponse:
+        """Deliver one pub/sub event to the app (``OnTopicEvent``); returns its
+        ``TopicEventResponse`` (``status`` SUCCESS, RETRY or DROP). Same token, deadline and
+        tracing rules as :meth:`invoke_method`, and it takes a concurrency slot like an invoke.
+        Failures raise ``grpc.RpcError`` whatever ``with_raise_errors`` says (the deliverer decides
+        on the code: UNIMPLEMENTED drops, others retry); ``TypeError`` for an event that is not a
+        ``TopicEventRequest``."""
+        response: appcallback_pb2.TopicEventResponse = self._engine.call_unary(
+            self._topic_route, core.check_topic_event(event), call_options
+        )
+        return response
 
     # -- the generic path --------------------------------------------------------------------------
 

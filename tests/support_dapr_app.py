@@ -337,9 +337,45 @@ def _serve(port: int, start_delay: float) -> None:
             counters.cancelled = 0
         return b"ok"
 
+    _subscriptions(app)
     if start_delay > 0:
         time.sleep(start_delay)
     app.run(port, _HOST)
+
+
+PUBSUB = "pubsub"
+"""The pub/sub component name the dapr app's subscriptions use (see :func:`_subscriptions`)."""
+
+
+def _subscriptions(app: Any) -> None:
+    """Subscriptions of the dapr app: ``orders`` (default route SUCCESS, dead letter
+    ``orders-dead``, metadata, and a rule ``event.type == "big"`` whose handler asks for RETRY),
+    ``drops`` (DROP) and ``boom`` (the handler raises)."""
+    from dapr.clients.grpc._response import TopicEventResponse
+    from dapr.ext.grpc import Rule
+
+    @app.subscribe(  # type: ignore[untyped-decorator]
+        pubsub_name=PUBSUB,
+        topic="orders",
+        metadata={"team": "billing"},
+        dead_letter_topic="orders-dead",
+    )
+    def orders(event: Any) -> Any:
+        return TopicEventResponse("success")
+
+    @app.subscribe(  # type: ignore[untyped-decorator]
+        pubsub_name=PUBSUB, topic="orders", rule=Rule('event.type == "big"', 1)
+    )
+    def big_orders(event: Any) -> Any:
+        return TopicEventResponse("retry")
+
+    @app.subscribe(pubsub_name=PUBSUB, topic="drops")  # type: ignore[untyped-decorator]
+    def drops(event: Any) -> Any:
+        return TopicEventResponse("drop")
+
+    @app.subscribe(pubsub_name=PUBSUB, topic="boom")  # type: ignore[untyped-decorator]
+    def boom(event: Any) -> Any:
+        raise RuntimeError("boom")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from dapr.proto.common.v1 import common_pb2 as dapr_common
 from dapr.proto.runtime.v1 import appcallback_pb2 as dapr_appcallback
+from dapr.proto.runtime.v1 import dapr_pb2 as dapr_runtime
+from dapr.proto.runtime.v1 import pubsub_pb2 as dapr_pubsub
 from google.protobuf import (
     any_pb2,
     descriptor_pb2,
@@ -23,12 +25,14 @@ from google.protobuf import (
     message_factory,
     struct_pb2,
     text_format,
+    unknown_fields,
 )
 from google.protobuf.descriptor import FieldDescriptor, FileDescriptor
 from google.protobuf.message import Message
 
 from grpc_channel import appcallback
-from grpc_channel.v1 import appcallback_pb2, common_pb2, internals_pb2
+from grpc_channel.pubsub import wire
+from grpc_channel.v1 import appcallback_pb2, common_pb2, internals_pb2, runtime_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,12 +69,23 @@ def _full_messages() -> dict[str, Message]:
     routes = appcallback_pb2.TopicRoutes(
         rules=[rule, appcallback_pb2.TopicRule(path="/x")], default="/d"
     )
+    bulk = appcallback_pb2.BulkSubscribeConfig(
+        enabled=True, max_messages_count=100, max_await_duration_ms=40
+    )
     subscription = appcallback_pb2.TopicSubscription(
         pubsub_name="pubsub",
         topic="orders",
         metadata={"rawPayload": "true", "ttl": "10s"},
         routes=routes,
         dead_letter_topic="orders-dead",
+        bulk_subscribe=bulk,
+    )
+    publish = runtime_pb2.PublishEventRequest(
+        pubsub_name="pubsub",
+        topic="orders",
+        data=b'{"id": 12345678901234567890}',
+        data_content_type="application/json",
+        metadata={"rawPayload": "false", "ttlInSeconds": "30"},
     )
     values = internals_pb2.ListStringValue(values=["a", "b"])
     status = internals_pb2.Status(
@@ -87,6 +102,8 @@ def _full_messages() -> dict[str, Message]:
         "TopicRule": rule,
         "TopicRoutes": routes,
         "TopicSubscription": subscription,
+        "BulkSubscribeConfig": bulk,
+        "PublishEventRequest": publish,
         "ListTopicSubscriptionsResponse": appcallback_pb2.ListTopicSubscriptionsResponse(
             subscriptions=[subscription, appcallback_pb2.TopicSubscription(topic="t2")]
         ),
@@ -207,8 +224,11 @@ def _reference_classes() -> dict[str, type[Message]]:
         "TopicSubscription",
         "ListTopicSubscriptionsResponse",
         "HealthCheckResponse",
+        "BulkSubscribeConfig",
     ):
         classes[name] = getattr(dapr_appcallback, name)
+    # dapr 1.19 declares PublishEventRequest in runtime/v1/pubsub.proto; dapr_pb2 only uses it.
+    classes["PublishEventRequest"] = dapr_pubsub.PublishEventRequest
     classes.update(_reference_internals())
     return classes
 
@@ -220,7 +240,7 @@ MESSAGES = _full_messages()
 def test_every_message_of_ours_is_covered() -> None:
     ours = {
         name
-        for module in (common_pb2, appcallback_pb2, internals_pb2)
+        for module in (common_pb2, appcallback_pb2, internals_pb2, runtime_pb2)
         for name in module.DESCRIPTOR.message_types_by_name
     }
     assert ours == set(MESSAGES) == set(REFERENCE)
@@ -248,9 +268,17 @@ def _field_signature(descriptor: Any) -> dict[str, tuple[int, int, bool, str]]:
 def test_field_numbers_and_types_match_dapr(name: str) -> None:
     ours = _field_signature(MESSAGES[name].DESCRIPTOR)
     theirs = _field_signature(REFERENCE[name].DESCRIPTOR)
-    # Dapr may have grown fields we do not model (TopicSubscription.bulk_subscribe = 7);
-    # every field we declare must be theirs exactly.
+    # Dapr may grow fields we do not model yet; every field we declare must be theirs exactly.
     assert {k: theirs.get(k) for k in ours} == ours
+
+
+@pytest.mark.parametrize(
+    "name", ["TopicSubscription", "BulkSubscribeConfig", "PublishEventRequest"]
+)
+def test_pubsub_messages_model_every_dapr_field(name: str) -> None:
+    assert _field_signature(MESSAGES[name].DESCRIPTOR) == (
+        _field_signature(REFERENCE[name].DESCRIPTOR)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MESSAGES))
@@ -272,14 +300,30 @@ def test_round_trip_through_dapr_is_lossless(name: str) -> None:
     assert back == ours
 
 
-def test_fields_dapr_added_survive_a_pass_through_ours() -> None:
-    """A newer Dapr field we do not model is kept as an unknown field, not dropped."""
+def test_bulk_subscribe_from_dapr_decodes_into_our_field() -> None:
     theirs = dapr_appcallback.TopicSubscription(pubsub_name="p", topic="t")
     theirs.bulk_subscribe.enabled = True
     theirs.bulk_subscribe.max_messages_count = 10
+    theirs.bulk_subscribe.max_await_duration_ms = 250
     ours = appcallback_pb2.TopicSubscription.FromString(theirs.SerializeToString())
+    assert ours.HasField("bulk_subscribe")
+    assert (
+        ours.bulk_subscribe.enabled,
+        ours.bulk_subscribe.max_messages_count,
+        ours.bulk_subscribe.max_await_duration_ms,
+    ) == (True, 10, 250)
+    assert len(unknown_fields.UnknownFieldSet(ours)) == 0
     again = dapr_appcallback.TopicSubscription.FromString(ours.SerializeToString())
     assert again == theirs
+
+
+def test_publish_event_path_names_the_dapr_service_and_its_types() -> None:
+    assert wire.DAPR_SERVICE == "dapr.proto.runtime.v1.Dapr"
+    assert wire.PUBLISH_EVENT == "/dapr.proto.runtime.v1.Dapr/PublishEvent"
+    method = dapr_runtime.DESCRIPTOR.services_by_name["Dapr"].methods_by_name["PublishEvent"]
+    assert f"/{method.containing_service.full_name}/{method.name}" == wire.PUBLISH_EVENT
+    assert method.input_type.name == wire.PUBLISH_EVENT_REQUEST.DESCRIPTOR.name
+    assert method.output_type.full_name == wire.PUBLISH_EVENT_RESPONSE.DESCRIPTOR.full_name
 
 
 def test_method_paths_name_dapr_services_and_known_types() -> None:

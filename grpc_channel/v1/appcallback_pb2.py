@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!grpc_channel/v1/appcallback.proto\x12\x0fgrpc_channel.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdb\x01\n\x11TopicEventRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x14\n\x0cspec_version\x18\x04 \x01(\t\x12\x19\n\x11\x64\x61ta_content_type\x18\x05 \x01(\t\x12\r\n\x05topic\x18\x06 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\x12\x13\n\x0bpubsub_name\x18\x08 \x01(\t\x12\x0c\n\x04path\x18\t \x01(\t\x12+\n\nextensions\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa0\x01\n\x12TopicEventResponse\x12L\n\x06status\x18\x01 \x01(\x0e\x32<.grpc_channel.v1.TopicEventResponse.TopicEventResponseStatus\"<\n\x18TopicEventResponseStatus\x12\x0b\n\x07SUCCESS\x10\x00\x12\t\n\x05RETRY\x10\x01\x12\x08\n\x04\x44ROP\x10\x02\"[\n\x1eListTopicSubscriptionsResponse\x12\x39\n\rsubscriptions\x18\x01 \x03(\x0b\x32\".grpc_channel.v1.TopicSubscription\"\xf5\x01\n\x11TopicSubscription\x12\x13\n\x0bpubsub_name\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x42\n\x08metadata\x18\x03 \x03(\x0b\x32\x30.grpc_channel.v1.TopicSubscription.MetadataEntry\x12,\n\x06routes\x18\x05 \x01(\x0b\x32\x1c.grpc_channel.v1.TopicRoutes\x12\x19\n\x11\x64\x65\x61\x64_letter_topic\x18\x06 \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x0bTopicRoutes\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.grpc_channel.v1.TopicRule\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x02 \x01(\t\"(\n\tTopicRule\x12\r\n\x05match\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"\x15\n\x13HealthCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!grpc_channel/v1/appcallback.proto\x12\x0fgrpc_channel.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xdb\x01\n\x11TopicEventRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x14\n\x0cspec_version\x18\x04 \x01(\t\x12\x19\n\x11\x64\x61ta_content_type\x18\x05 \x01(\t\x12\r\n\x05topic\x18\x06 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\x12\x13\n\x0bpubsub_name\x18\x08 \x01(\t\x12\x0c\n\x04path\x18\t \x01(\t\x12+\n\nextensions\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa0\x01\n\x12TopicEventResponse\x12L\n\x06status\x18\x01 \x01(\x0e\x32<.grpc_channel.v1.TopicEventResponse.TopicEventResponseStatus\"<\n\x18TopicEventResponseStatus\x12\x0b\n\x07SUCCESS\x10\x00\x12\t\n\x05RETRY\x10\x01\x12\x08\n\x04\x44ROP\x10\x02\"[\n\x1eListTopicSubscriptionsResponse\x12\x39\n\rsubscriptions\x18\x01 \x03(\x0b\x32\".grpc_channel.v1.TopicSubscription\"\xb3\x02\n\x11TopicSubscription\x12\x13\n\x0bpubsub_name\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x42\n\x08metadata\x18\x03 \x03(\x0b\x32\x30.grpc_channel.v1.TopicSubscription.MetadataEntry\x12,\n\x06routes\x18\x05 \x01(\x0b\x32\x1c.grpc_channel.v1.TopicRoutes\x12\x19\n\x11\x64\x65\x61\x64_letter_topic\x18\x06 \x01(\t\x12<\n\x0e\x62ulk_subscribe\x18\x07 \x01(\x0b\x32$.grpc_channel.v1.BulkSubscribeConfig\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"a\n\x13\x42ulkSubscribeConfig\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x1a\n\x12max_messages_count\x18\x02 \x01(\x05\x12\x1d\n\x15max_await_duration_ms\x18\x03 \x01(\x05\"I\n\x0bTopicRoutes\x12)\n\x05rules\x18\x01 \x03(\x0b\x32\x1a.grpc_channel.v1.TopicRule\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x02 \x01(\t\"(\n\tTopicRule\x12\r\n\x05match\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\"\x15\n\x13HealthCheckResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,13 +43,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTTOPICSUBSCRIPTIONSRESPONSE']._serialized_start=469
   _globals['_LISTTOPICSUBSCRIPTIONSRESPONSE']._serialized_end=560
   _globals['_TOPICSUBSCRIPTION']._serialized_start=563
-  _globals['_TOPICSUBSCRIPTION']._serialized_end=808
-  _globals['_TOPICSUBSCRIPTION_METADATAENTRY']._serialized_start=761
-  _globals['_TOPICSUBSCRIPTION_METADATAENTRY']._serialized_end=808
-  _globals['_TOPICROUTES']._serialized_start=810
-  _globals['_TOPICROUTES']._serialized_end=883
-  _globals['_TOPICRULE']._serialized_start=885
-  _globals['_TOPICRULE']._serialized_end=925
-  _globals['_HEALTHCHECKRESPONSE']._serialized_start=927
-  _globals['_HEALTHCHECKRESPONSE']._serialized_end=948
+  _globals['_TOPICSUBSCRIPTION']._serialized_end=870
+  _globals['_TOPICSUBSCRIPTION_METADATAENTRY']._serialized_start=823
+  _globals['_TOPICSUBSCRIPTION_METADATAENTRY']._serialized_end=870
+  _globals['_BULKSUBSCRIBECONFIG']._serialized_start=872
+  _globals['_BULKSUBSCRIBECONFIG']._serialized_end=969
+  _globals['_TOPICROUTES']._serialized_start=971
+  _globals['_TOPICROUTES']._serialized_end=1044
+  _globals['_TOPICRULE']._serialized_start=1046
+  _globals['_TOPICRULE']._serialized_end=1086
+  _globals['_HEALTHCHECKRESPONSE']._serialized_start=1088
+  _globals['_HEALTHCHECKRESPONSE']._serialized_end=1109
 # @@protoc_insertion_point(module_scope)

@@ -53,7 +53,7 @@ class ListTopicSubscriptionsResponse(_message.Message):
     def __init__(self, subscriptions: _Optional[_Iterable[_Union[TopicSubscription, _Mapping]]] = ...) -> None: ...
 
 class TopicSubscription(_message.Message):
-    __slots__ = ("pubsub_name", "topic", "metadata", "routes", "dead_letter_topic")
+    __slots__ = ("pubsub_name", "topic", "metadata", "routes", "dead_letter_topic", "bulk_subscribe")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -66,12 +66,24 @@ class TopicSubscription(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTER_TOPIC_FIELD_NUMBER: _ClassVar[int]
+    BULK_SUBSCRIBE_FIELD_NUMBER: _ClassVar[int]
     pubsub_name: str
     topic: str
     metadata: _containers.ScalarMap[str, str]
     routes: TopicRoutes
     dead_letter_topic: str
-    def __init__(self, pubsub_name: _Optional[str] = ..., topic: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., routes: _Optional[_Union[TopicRoutes, _Mapping]] = ..., dead_letter_topic: _Optional[str] = ...) -> None: ...
+    bulk_subscribe: BulkSubscribeConfig
+    def __init__(self, pubsub_name: _Optional[str] = ..., topic: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., routes: _Optional[_Union[TopicRoutes, _Mapping]] = ..., dead_letter_topic: _Optional[str] = ..., bulk_subscribe: _Optional[_Union[BulkSubscribeConfig, _Mapping]] = ...) -> None: ...
+
+class BulkSubscribeConfig(_message.Message):
+    __slots__ = ("enabled", "max_messages_count", "max_await_duration_ms")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGES_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_AWAIT_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    max_messages_count: int
+    max_await_duration_ms: int
+    def __init__(self, enabled: _Optional[bool] = ..., max_messages_count: _Optional[int] = ..., max_await_duration_ms: _Optional[int] = ...) -> None: ...
 
 class TopicRoutes(_message.Message):
     __slots__ = ("rules", "default")
