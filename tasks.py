@@ -1,4 +1,4 @@
-"""Set-up and everyday commands for grpc-channel; needs only Python 3.10+ and pip.
+"""Set-up and everyday commands for grpc-channel; needs only Python 3.11+ and pip.
 
     python3 tasks.py bench   # the main job: demo app on loopback, latency comparison, HTML report
     python3 tasks.py test    # the whole test suite

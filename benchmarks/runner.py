@@ -61,7 +61,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -1303,7 +1303,7 @@ def run(
     plans = [_WorkerPlan(i, tuple(arms), load, modules) for i in range(load.workers)]
     steps = load.workers * len(arms) * (load.rounds + 1)
     bar = Progress(steps, enabled=progress)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = _load_average()
     busy_before = cpu_busy() if busy_before is None else busy_before
     t0 = time.monotonic()

@@ -255,7 +255,7 @@ async def open_aio_channel(target: str, settings: DialSettings) -> grpc.aio.Chan
         if settings.block:
             try:
                 await asyncio.wait_for(channel.channel_ready(), settings.block_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise _not_ready(target, settings) from None
         if policies:
             channel = compose(*policies).wrap_aio(channel)

@@ -296,7 +296,7 @@ class ConcurrencyLimit(ClientPolicy, ServerPolicy):
                 await fut
             else:
                 await asyncio.wait_for(fut, max(timeout, 0.0))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             with self._lock:
                 if state.abandon(waiter):
                     raise self._refuse_deadline() from None

@@ -44,7 +44,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -155,7 +155,7 @@ def _dumps(value: Any) -> bytes:
 def _rfc3339_utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("time must be timezone-aware (naive datetimes are ambiguous)")
-    text = moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    text = moment.astimezone(UTC).isoformat(timespec="microseconds")
     return text.replace("+00:00", "Z")
 
 
@@ -235,7 +235,7 @@ def new_cloud_event(
         "datacontenttype": content_type,
         "topic": topic,
         "pubsubname": pubsub_name,
-        "time": _rfc3339_utc(time or datetime.now(timezone.utc)),
+        "time": _rfc3339_utc(time or datetime.now(UTC)),
     }
     if traceparent:
         envelope["traceparent"] = traceparent
