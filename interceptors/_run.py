@@ -288,6 +288,19 @@ class Level:
         if self.finishes:
             finish_logged(self.finishes, call, n, "client_finish")
 
+    def _failed(self, inv: Invocation, n: int, exc: BaseException) -> None:
+        record_error(inv, exc)
+        self.finish_quiet(inv, n)
+
+    def _ended(self, inv: Invocation, n: int) -> None:
+        # A call that ends later (a stream, a future) owes its finish to the Deferred.
+        owe = inv.owe
+        if owe is None:
+            self.finish(inv, n)
+        else:
+            owe.append((self, n))
+
+    # run and run_async differ only in awaiting: entering (an aio acquire may wait) and the wire.
     def run(self, inv: Invocation) -> Any:
         if self.index:
             reset_outcome(inv)
@@ -302,14 +315,9 @@ class Level:
             around = self.around
             result = inv.wire(inv) if around is None else around(inv, self.next_run)
         except BaseException as exc:
-            record_error(inv, exc)
-            self.finish_quiet(inv, n)
+            self._failed(inv, n, exc)
             raise
-        owe = inv.owe
-        if owe is None:
-            self.finish(inv, n)
-        else:
-            owe.append((self, n))
+        self._ended(inv, n)
         return result
 
     async def run_async(self, inv: Invocation) -> Any:
@@ -330,14 +338,9 @@ class Level:
             else:
                 result = await around(inv, self.next_run_async)
         except BaseException as exc:
-            record_error(inv, exc)
-            self.finish_quiet(inv, n)
+            self._failed(inv, n, exc)
             raise
-        owe = inv.owe
-        if owe is None:
-            self.finish(inv, n)
-        else:
-            owe.append((self, n))
+        self._ended(inv, n)
         return result
 
 
