@@ -337,8 +337,8 @@ class ConcurrencyLimit(ClientPolicy, ServerPolicy):
 
     def take(self, deadline: float | None) -> float | None:
         """Take a slot for a client call, waiting until ``deadline`` (``time.monotonic()``; None:
-        no limit) when none is free. The chain's :meth:`client_acquire`, for callers that make a
-        unary call without a chain (the app channel's direct path).
+        no limit) when none is free: :meth:`client_acquire` for code that holds a slot around
+        work of its own, outside a chain.
 
         Returns None when a slot was free at once, else the ``monotonic()`` time the queued caller
         got one (its round trip starts then). Raises ``LocalRpcError`` RESOURCE_EXHAUSTED when the

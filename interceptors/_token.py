@@ -18,7 +18,6 @@ from collections.abc import Iterable
 import grpc
 
 from ._errors import LocalRpcError
-from ._metadata_pairs import MetadataPairs
 from ._policy import ClientCall, ClientPolicy, ServerCall, ServerPolicy
 
 __all__ = [
@@ -104,19 +103,6 @@ class AppToken(ClientPolicy):
                         md = call.metadata = [p for p in md if p[0] != header]
                         break
             md.append(pair)
-
-    def stamp(self, pairs: MetadataPairs) -> MetadataPairs:
-        """``pairs`` as :meth:`client_start` leaves a call's metadata: any ``header`` pair
-        dropped and the token appended (unchanged without a token). For callers that make a call
-        without a chain (the app channel's direct path)."""
-        pair = self._pair
-        if pair is None:
-            return pairs
-        header = self.header
-        for key, _ in pairs:
-            if key == header:
-                return (*[p for p in pairs if p[0] != header], pair)
-        return (*pairs, pair)
 
     def __repr__(self) -> str:
         return f"AppToken(header={self.header!r}, enabled={self.enabled})"

@@ -22,6 +22,7 @@ from support_harness import (
     sync_server,
 )
 
+from grpc_channel.interceptors import CallShape, ClientCall
 from grpc_channel.interceptors._chain import compose
 from grpc_channel.interceptors._token import DEFAULT_SKIP_METHODS, TOKEN_ENV, AppToken, TokenAuth
 
@@ -150,19 +151,24 @@ def test_bad_skip_methods_are_refused() -> None:
         TokenAuth(SECRET, skip_methods=["Health/Check"])
 
 
-def test_stamp_replaces_any_token_and_appends_the_channels(monkeypatch: Any) -> None:
+def test_start_replaces_any_token_and_appends_the_channels(monkeypatch: Any) -> None:
     monkeypatch.delenv(TOKEN_ENV, raising=False)
-    token = AppToken(SECRET)
-    assert token.stamp(()) == (("dapr-api-token", SECRET),)
-    assert token.stamp((("a", "1"), ("dapr-api-token", "theirs"), ("b", b"2"))) == (
+
+    def started(token: AppToken, pairs: list[tuple[str, str | bytes]]) -> list[Any]:
+        call = ClientCall("/a.B/C", CallShape.UNARY_UNARY, pairs, None, None, 0.0)
+        token.client_start(call)
+        return call.metadata
+
+    assert started(AppToken(SECRET), []) == [("dapr-api-token", SECRET)]
+    assert started(AppToken(SECRET), [("a", "1"), ("dapr-api-token", "theirs"), ("b", b"2")]) == [
         ("a", "1"),
         ("b", b"2"),
         ("dapr-api-token", SECRET),
-    )
+    ]
     custom = AppToken(SECRET, header="x-token")
-    assert custom.stamp((("x-token", "old"), ("dapr-api-token", "kept"))) == (
+    assert started(custom, [("x-token", "old"), ("dapr-api-token", "kept")]) == [
         ("dapr-api-token", "kept"),
         ("x-token", SECRET),
-    )
-    untouched = (("dapr-api-token", "theirs"),)
-    assert AppToken(None).stamp(untouched) is untouched  # no token: nothing to stamp
+    ]
+    untouched = [("dapr-api-token", "theirs")]
+    assert started(AppToken(None), list(untouched)) == untouched  # no token: nothing to add
