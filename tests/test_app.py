@@ -881,3 +881,18 @@ def test_any_response_data_is_sent_as_is(client_for: Any) -> None:
     reply, _ = client_for(app).invoke("any")
     value = wrappers_pb2.Int32Value()
     assert reply.data.Unpack(value) and value.value == 7
+
+
+def test_a_match_that_is_not_cel_is_refused_at_registration() -> None:
+    app = App(app_token="")
+    with pytest.raises(RegistrationError, match=r"pubsub/orders.*does not compile"):
+
+        @app.subscribe("pubsub", "orders", match="event.type ==", route="/broken")
+        def broken(event: Any) -> None:
+            return None
+
+    with pytest.raises(RegistrationError, match="undeclared reference to order"):
+
+        @app.subscribe("pubsub", "orders", match="order.total > 1", route="/other")
+        def other(event: Any) -> None:
+            return None

@@ -27,6 +27,7 @@ from typing import Any, TypeAlias
 
 from grpc_channel.app.errors import DuplicateRouteError, RegistrationError
 from grpc_channel.app.event import TopicEvent
+from grpc_channel.pubsub.routing import RouteError, Router, Rule
 from grpc_channel.v1 import appcallback_pb2
 
 __all__ = ["Subscriptions", "TopicHandler"]
@@ -117,6 +118,10 @@ class Subscriptions:
                     f"pubsub {pubsub!r} topic {topic!r}: match {match!r} needs a route, the path"
                     " Dapr delivers the matching events with"
                 )
+            try:  # refused here, where the author sees it, not by the runtime at delivery
+                Router(pubsub, topic, [Rule(match, route)])
+            except RouteError as exc:
+                raise RegistrationError(str(exc)) from None
         if priority is not None:
             if match is None:
                 raise RegistrationError(
