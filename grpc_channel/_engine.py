@@ -254,6 +254,7 @@ class Route:
         "response_type",
         "serializer",
         "shape",
+        "streams_requests",
     )
 
     def __init__(
@@ -272,6 +273,7 @@ class Route:
     ) -> None:
         self.method = method
         self.captures = captures
+        self.streams_requests = shape.request_streaming
         self.codec = codec
         self.pinned = pinned
         self.shape = shape
@@ -389,7 +391,8 @@ def begin(
             raise OptionError(f"{_codec_chooser(options, info.codec)}: {pinned}")
         if plan.guarded is not None and info.metadata:
             info.metadata = _without(info.metadata, plan.guarded)
-        _check_credentials(info)
+        if info.credentials is not None or info.rpc_credentials:
+            _check_credentials(info)
     except BaseException as exc:
         _refused(info, exc)
         raise
@@ -871,7 +874,7 @@ class _Engine:
         try:
             if self.closed:
                 raise closed_error()
-            data, requests = _encoded(route, info, request, route.shape.request_streaming)
+            data, requests = _encoded(route, info, request, route.streams_requests)
             info.sent = True
             sent = feed(data) if requests is not None and feed is not None else data
             call = route.mc(sent, **grpc_kwargs(info))
@@ -1009,7 +1012,7 @@ class SyncEngine(_Engine):
         requests: _RequestEncoder | None = None
         handed = handing_over(info)
         try:
-            data, requests = _encoded(route, info, request, route.shape.request_streaming)
+            data, requests = _encoded(route, info, request, route.streams_requests)
             sent = iter(data) if requests is not None else data
             info.sent = True
             if capture:
@@ -1275,7 +1278,7 @@ class AsyncEngine(_Engine):
         requests: _RequestEncoder | None = None
         call: Any = None
         try:
-            data, requests = _encoded(route, info, request, route.shape.request_streaming)
+            data, requests = _encoded(route, info, request, route.streams_requests)
             info.sent = True
             handed = handing_over(info)
             try:
