@@ -21,3 +21,8 @@ __all__ = [
     "served",
     "served_target",
 ]
+
+# Real Redis / NATS servers and per-test names for the pub/sub broker tests.
+from support_brokers import nats_url, redis_url, unique_name
+
+__all__ += ["nats_url", "redis_url", "unique_name"]
