@@ -117,15 +117,8 @@ class AsyncChannel(core.ChannelBase):
         :class:`AppNotReadyError` when the app has not answered within ``timeout`` seconds, and
         at once, saying so, when the channel is closed (before the call or while it waits)."""
         wait = core.ReadyWait(self._target, timeout)
-        while True:
-            seconds = wait.attempt(self._closed)
-            try:
-                await self._health(seconds, ready_wait=True)
-                return
-            except grpc.RpcError as exc:
-                pause = wait.failed(exc, self._closed)
-                if pause is None:
-                    return
+        while wait.waiting:
+            pause = wait.after(await self._probe(wait.attempt(self._closed)), self._closed)
             if pause > 0:
                 await asyncio.sleep(pause)
 
@@ -172,6 +165,14 @@ class AsyncChannel(core.ChannelBase):
         ``grpc.RpcError`` (CANCELLED on a closed channel)."""
         route, request, options = self._generic(method, payload, call_options, response_type)
         return await self._engine.call_unary(route, request, options)
+
+    async def _probe(self, seconds: float) -> grpc.RpcError | None:
+        """One readiness attempt: the error it failed with, or None when the app answered OK."""
+        try:
+            await self._health(seconds, ready_wait=True)
+        except grpc.RpcError as error:
+            return error
+        return None
 
     async def _health(self, seconds: float, *, ready_wait: bool) -> None:
         options = self._health_options(seconds, ready_wait)

@@ -493,23 +493,29 @@ class ReadyWait:
     """The decisions of one ``wait_until_ready(timeout)``; the shells probe and sleep::
 
     wait = ReadyWait(target, timeout)
-    while True:
-        seconds = wait.attempt(closed)  # raises AppNotReadyError when it is over
-        try:
-            probe(seconds)
-            return
-        except grpc.RpcError as exc:
-            pause = wait.failed(exc, closed)  # None: the app is up
+    while wait.waiting:
+        error = probe(wait.attempt(closed))  # the RpcError, or None when it answered OK
+        pause = wait.after(error, closed)  # raises AppNotReadyError when it is over
         ...sleep(pause)
     """
 
-    __slots__ = ("deadline", "last", "limit", "target")
+    __slots__ = ("deadline", "last", "limit", "target", "waiting")
 
     def __init__(self, target: str, timeout: object) -> None:
         self.target = target
         self.limit = check_timeout("timeout", timeout)
         self.deadline = monotonic() + self.limit
         self.last = "no answer"
+        self.waiting = True
+
+    def after(self, error: grpc.RpcError | None, closed: bool) -> float:
+        """After an attempt that answered OK (``error`` None) or failed: the seconds to pause
+        before the next one; :attr:`waiting` turns False once the app is up."""
+        pause = None if error is None else self.failed(error, closed)
+        if pause is None:
+            self.waiting = False
+            return 0.0
+        return pause
 
     def attempt(self, closed: bool) -> float:
         """Seconds the next HealthCheck attempt may take. Raises :class:`AppNotReadyError` when

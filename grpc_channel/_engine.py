@@ -735,13 +735,13 @@ class _RequestEncoder:
         return self._async()
 
     async def _async(self) -> AsyncIterator[Any]:
+        if not isinstance(self.it, AsyncIterable):
+            for data in self._sync():  # a plain iterable: the sync loop, failures noted there
+                yield data
+            return
         try:
-            if isinstance(self.it, AsyncIterable):
-                async for request in self.it:
-                    yield encode(self.route, self.info, request)
-            else:
-                for request in self.it:
-                    yield encode(self.route, self.info, request)
+            async for request in self.it:
+                yield encode(self.route, self.info, request)
         except GeneratorExit:
             raise
         except BaseException as exc:

@@ -189,15 +189,8 @@ class Channel(core.ChannelBase):
         ``grpc.RpcError`` calls on the closed channel get.
         """
         wait = core.ReadyWait(self._target, timeout)
-        while True:
-            seconds = wait.attempt(self._closed)
-            try:
-                self._health(seconds, ready_wait=True)
-                return
-            except grpc.RpcError as exc:
-                pause = wait.failed(exc, self._closed)
-                if pause is None:
-                    return
+        while wait.waiting:
+            pause = wait.after(self._probe(wait.attempt(self._closed)), self._closed)
             if pause > 0:
                 time.sleep(pause)
 
@@ -264,6 +257,14 @@ class Channel(core.ChannelBase):
         """
         route, request, options = self._generic(method, payload, call_options, response_type)
         return self._engine.call_unary(route, request, options)
+
+    def _probe(self, seconds: float) -> grpc.RpcError | None:
+        """One readiness attempt: the error it failed with, or None when the app answered OK."""
+        try:
+            self._health(seconds, ready_wait=True)
+        except grpc.RpcError as error:
+            return error
+        return None
 
     def _health(self, seconds: float, *, ready_wait: bool) -> None:
         options = self._health_options(seconds, ready_wait)
