@@ -5,6 +5,8 @@
 - :mod:`.routing`: CEL routing rules compiled once per subscription (:class:`Router`).
 - :mod:`.subscriptions`: the :class:`Subscription` value type, its wire form, declarative files.
 - :mod:`.retry`: the per-subscription delivery :class:`RetryPolicy`.
+- :mod:`.runtime`: :class:`PubSubRuntime`, which fetches the app's subscriptions, subscribes on the
+  brokers (:mod:`.brokers`), delivers each event to the app's ``OnTopicEvent``, and publishes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,15 @@ from grpc_channel.pubsub.routing import (
     Rule,
     RuleFailure,
 )
+from grpc_channel.pubsub.runtime import (
+    IMPLICIT_ROUTE,
+    PubSubRuntime,
+    PubSubRuntimeError,
+    RuntimeStats,
+    RuntimeStoppedError,
+    SubscriptionFetchError,
+    UnknownPubSubError,
+)
 from grpc_channel.pubsub.subscriptions import (
     API_VERSION_V1ALPHA1,
     API_VERSION_V2ALPHA1,
@@ -70,6 +81,7 @@ __all__ = [
     "DAPR_EVENT_TYPE",
     "DAPR_SERVICE",
     "EVENT_VARIABLE",
+    "IMPLICIT_ROUTE",
     "PUBLISH_EVENT",
     "PUBLISH_EVENT_REQUEST",
     "PUBLISH_EVENT_RESPONSE",
@@ -86,6 +98,8 @@ __all__ = [
     "CloudEvent",
     "CloudEventError",
     "LoadResult",
+    "PubSubRuntime",
+    "PubSubRuntimeError",
     "RetryPolicy",
     "RetryPolicyError",
     "RouteDecision",
@@ -94,9 +108,13 @@ __all__ = [
     "Routes",
     "Rule",
     "RuleFailure",
+    "RuntimeStats",
+    "RuntimeStoppedError",
     "Subscription",
     "SubscriptionError",
+    "SubscriptionFetchError",
     "SubscriptionSource",
+    "UnknownPubSubError",
     "envelope_for_publish",
     "is_json_content_type",
     "is_raw_payload",
