@@ -380,6 +380,65 @@ def show_sample_invoke(address: str, out: Callable[[str], Any] = print) -> None:
     out("")
 
 
+def show_sample_publish(out: Callable[[str], Any] = print) -> None:
+    """Publish one event through the pub/sub runtime (in-memory broker) to a subscriber of an App
+    served on loopback, and print what the handler received and the publish-to-handler latency
+    (median of 20 more events)."""
+    import asyncio
+    import statistics
+    import threading
+    import time
+
+    from grpc_channel.aio import AsyncChannel
+    from grpc_channel.app import App, TopicEvent
+    from grpc_channel.pubsub import PubSubRuntime
+    from grpc_channel.pubsub.brokers import MemoryBroker
+
+    app = App(app_token="")
+    received: list[tuple[float, TopicEvent]] = []
+    arrived = threading.Condition()
+
+    @app.subscribe("pubsub", "orders")
+    def orders(event: TopicEvent) -> None:
+        with arrived:
+            received.append((time.perf_counter(), event))
+            arrived.notify_all()
+
+    def wait_for(count: int) -> None:
+        with arrived:
+            if not arrived.wait_for(lambda: len(received) >= count, timeout=10):
+                raise RuntimeError("sample publish: the event did not reach the subscriber")
+
+    async def publish_all(port: int) -> list[float]:
+        async with (
+            AsyncChannel.local(port) as channel,
+            MemoryBroker() as broker,
+            PubSubRuntime(channel, {"pubsub": broker}, app_id="bench") as runtime,
+        ):
+            await runtime.publish("pubsub", "orders", {"order": 1, "amount": 2**63 - 1})
+            await asyncio.to_thread(wait_for, 1)
+            latencies = []
+            for i in range(20):
+                sent = time.perf_counter()
+                await runtime.publish("pubsub", "orders", {"order": i + 2})
+                await asyncio.to_thread(wait_for, i + 2)
+                latencies.append((received[-1][0] - sent) * 1e3)
+            return latencies
+
+    port = app.start(0)
+    try:
+        latencies_ms = asyncio.run(publish_all(port))
+    finally:
+        app.stop()
+    event = received[0][1]
+    out(f"sample publish: PubSubRuntime (in-memory broker) -> App on 127.0.0.1:{port} (orders)")
+    out(f"  event:    id {event.id} type {event.type} source {event.source!r}")
+    out(f"  data:     {event.json()} ({event.data_content_type})")
+    median_ms = statistics.median(latencies_ms)
+    out(f"  latency:  {median_ms:.3f} ms publish to handler (median of 20 events)")
+    out("")
+
+
 def accuracy_verdict(result: RunResult, delay_ms: float) -> tuple[bool, list[str]]:
     """Judge an accuracy-check run (arms ``bare``, ``bare-idle``, ``delayed``).
 
@@ -449,6 +508,7 @@ def run_command(args: argparse.Namespace, command: str) -> int:
                 address = stack.enter_context(_demo_app(args, args.delay_ms or 0.0))
                 if not args.quiet and args.stall_after is None:
                     show_sample_invoke(address)
+                    show_sample_publish()
             target = _build_target(args, address)
             names = [n.strip() for n in args.variants.split(",")] if args.variants else None
             arms, skipped = plan_arms(target, names, args.baseline, strict=strict)

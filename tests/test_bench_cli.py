@@ -54,6 +54,8 @@ def test_default_run_writes_table_json_csv_and_html(
     assert re.search(r"^grpc-sync\s+80\s", table, re.M)
     # The main job first shows one real invoke through the Channel: status, headers, trailers.
     assert "sample invoke: Channel.invoke_method -> demo app on 127.0.0.1:" in table
+    assert "sample publish: PubSubRuntime (in-memory broker) -> App on 127.0.0.1:" in table
+    assert "'amount': 9223372036854775807" in table  # the JSON number arrived exact
     assert "status:   0 OK" in table
     assert "headers:  {'demo-call': ['1']}" in table
     assert "trailers: {'demo-trailer': ['ok']}" in table
