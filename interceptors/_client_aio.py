@@ -24,6 +24,17 @@ import grpc
 import grpc.aio
 
 from . import _grpc_types as _t
+from ._client_shared import (
+    US,
+    UU,
+    InterceptorBase,
+    MultiCallableBase,
+    ReplayBase,
+    cancel_on_collection,
+)
+from ._client_shared import (
+    request_of as _request_of,
+)
 from ._errors import LocalRpcError
 from ._metadata_pairs import MetadataPairs
 from ._policy import CallShape
@@ -47,62 +58,48 @@ from ._wrapped_channel import WrappedChannelBase
 if TYPE_CHECKING:
     from ._chain import Chain
 
-UU = CallShape.UNARY_UNARY
-US = CallShape.UNARY_STREAM
-SU = CallShape.STREAM_UNARY
-SS = CallShape.STREAM_STREAM
 EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 _Metadata = grpc.aio.Metadata
 
 
-class AsyncReplay:
-    """Keeps request messages (from a sync or async iterable) so a retry can send them again."""
+class AsyncReplay(ReplayBase):
+    """:class:`ReplayBase` over a sync or async iterable, pulled from only when first iterated."""
 
-    __slots__ = ("_buffer", "_exhausted", "_iter", "_lock", "_source")
+    __slots__ = ("_iter", "_lock")
 
     def __init__(self, source: Any) -> None:
-        self._source = source
+        super().__init__(source)
         self._iter: Any = None
-        self._buffer: list[Any] = []
-        self._exhausted = False
+        # Made in fresh(): an asyncio.Lock wants the running loop on older Pythons.
         self._lock: asyncio.Lock | None = None
 
     async def _pull(self) -> Any:
+        """The next message of the source, or ``END``."""
         if self._iter is None:
             src = self._source
             self._iter = src.__aiter__() if hasattr(src, "__aiter__") else iter(src)
         it = self._iter
         if hasattr(it, "__anext__"):
-            return await it.__anext__()
-        try:
-            return next(it)
-        except StopIteration:
-            raise StopAsyncIteration from None
+            try:
+                return await it.__anext__()
+            except StopAsyncIteration:
+                return END
+        return next(it, END)
 
     async def fresh(self) -> AsyncIterator[Any]:
+        """The messages from the first on: the kept ones, then more pulled from the source."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         i = 0
         while True:
             async with self._lock:
-                if i < len(self._buffer):
-                    item = self._buffer[i]
-                elif self._exhausted:
-                    return
-                else:
-                    try:
-                        item = await self._pull()
-                    except StopAsyncIteration:
-                        self._exhausted = True
-                        return
-                    self._buffer.append(item)
+                item = self._at(i)
+                if item is NOTHING:
+                    item = self._kept(await self._pull())
+            if item is END:
+                return
             i += 1
             yield item
-
-
-def _request_of(inv: Invocation) -> Any:
-    request = inv.request
-    return request.fresh() if isinstance(request, AsyncReplay) else request
 
 
 def _metadata_of(inv: Invocation) -> Any:
@@ -114,6 +111,12 @@ def _as_metadata(pairs: Any) -> grpc.aio.Metadata:
     if isinstance(pairs, grpc.aio.Metadata):
         return pairs
     return grpc.aio.Metadata(*pairs) if pairs else grpc.aio.Metadata()
+
+
+def _time_remaining(inv: Invocation) -> float | None:
+    """Seconds left until the deadline, 0 once passed (None without one), as grpc.aio reports."""
+    deadline = inv.deadline
+    return None if deadline is None else max(0.0, deadline - monotonic())
 
 
 def _signal_ready(inv: Invocation) -> None:
@@ -166,9 +169,7 @@ class _UnaryCallBase:
                 self._settled()
 
     def _settled(self) -> None:
-        ready = self._inv.ready
-        if ready is not None and not ready.done():
-            ready.set_result(None)
+        _signal_ready(self._inv)
         waiters = self._waiters
         if waiters:
             self._waiters = None
@@ -308,8 +309,7 @@ class _UnaryCallBase:
         return self._state == 2
 
     def time_remaining(self) -> float | None:
-        deadline = self._inv.deadline
-        return None if deadline is None else max(0.0, deadline - monotonic())
+        return _time_remaining(self._inv)
 
     def cancel(self) -> bool:
         if self._state == 2:
@@ -432,16 +432,6 @@ class _StreamCallBase:
             self._started = True
             starting.set_result(None)
 
-    async def _complete_ok(self) -> None:
-        deferred = self._deferred
-        if deferred.done:
-            return
-        if deferred.wants:
-            rcall = self._rcall
-            deferred.complete_ok(*await read_response_metadata(rcall))
-        else:
-            deferred.complete_ok()
-
     async def read(self) -> Any:
         if not self._started:
             await self._ensure()
@@ -451,7 +441,7 @@ class _StreamCallBase:
         if first is not NOTHING:
             self._first = NOTHING
             if first is END:
-                await self._complete_ok()
+                await _complete_ok(self._rcall, self._deferred)
                 return EOF
             return first
         rcall = self._rcall
@@ -465,7 +455,7 @@ class _StreamCallBase:
             self._deferred.complete_cancelled("Cancelled")
             raise
         if msg is EOF:
-            await self._complete_ok()
+            await _complete_ok(rcall, self._deferred)
         return msg
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -491,13 +481,7 @@ class _StreamCallBase:
         await self._rcall.done_writing()
 
     def __del__(self) -> None:
-        deferred = getattr(self, "_deferred", None)
-        if deferred is None or deferred.done:
-            return
-        rcall = self._rcall
-        if rcall is not None:
-            rcall.cancel()
-        deferred.complete_cancelled("Cancelled upon garbage collection")
+        cancel_on_collection(getattr(self, "_deferred", None), getattr(self, "_rcall", None))
 
     # -- grpc.aio.Call
     def cancelled(self) -> bool:
@@ -511,8 +495,7 @@ class _StreamCallBase:
         return self._error is not None
 
     def time_remaining(self) -> float | None:
-        deadline = self._inv.deadline
-        return None if deadline is None else max(0.0, deadline - monotonic())
+        return _time_remaining(self._inv)
 
     def cancel(self) -> bool:
         rcall = self._rcall
@@ -580,50 +563,19 @@ class AioStreamStreamCall(_StreamCallBase, _t.AioStreamStreamCallBase):
 # Multicallables and the channel wrapper
 
 
-class _AioMultiCallable:
-    __slots__ = ("_around", "_inner", "_level", "_method", "_shape", "_wants", "_wire")
+class _AioMultiCallable(MultiCallableBase):
+    __slots__ = ()
+
+    _replay = AsyncReplay
+    _writable = True
 
     def __init__(
         self, chain: Chain, inner: Any, method: str, shape: CallShape, capture: bool = False
     ) -> None:
-        self._inner = inner
-        self._method = method
-        self._shape = shape
-        self._level = chain.levels[0]
         # ``capture``: record the response metadata on every call even when no policy wants it
         # (see WrappedAioChannel.capturing_unary_unary).
-        self._wants = chain.wants_response_metadata or capture
-        self._around = chain.has_around
+        super().__init__(chain, inner, method, shape, chain.wants_response_metadata or capture)
         self._wire = self._stream_wire if shape.response_streaming else self._unary_wire
-
-    def _invocation(
-        self,
-        request: Any,
-        timeout: float | None,
-        metadata: Any,
-        credentials: Any,
-        wait_for_ready: bool | None,
-        compression: Any,
-    ) -> Invocation:
-        replayable = True
-        if self._shape.request_streaming:
-            if request is None:
-                replayable = False  # fed by write(): nothing to send again
-            elif self._around:
-                request = AsyncReplay(request)
-        inv = Invocation(
-            self._method,
-            self._shape,
-            list(metadata) if metadata else [],
-            timeout,
-            request,
-            credentials,
-            wait_for_ready,
-            compression,
-            self._wire,
-        )
-        inv.replayable = replayable
-        return inv
 
     def _open(self, inv: Invocation) -> Any:
         return self._inner(
@@ -702,8 +654,14 @@ class AioUnaryUnaryMultiCallable(_AioMultiCallable, _t.AioUnaryUnaryMultiCallabl
         return AioUnaryUnaryCall(self._level, inv, None if self._around else self)
 
 
-class AioStreamUnaryMultiCallable(_AioMultiCallable, _t.AioStreamUnaryMultiCallableBase):
+class _AioRequestStreamMultiCallable(_AioMultiCallable):
+    """stream-unary and stream-stream: one ``__call__`` (positional, as grpc.aio's); each class
+    says which call object it opens."""
+
     __slots__ = ()
+
+    def _opened(self, inv: Invocation) -> Any:
+        raise NotImplementedError
 
     def __call__(
         self,
@@ -713,10 +671,26 @@ class AioStreamUnaryMultiCallable(_AioMultiCallable, _t.AioStreamUnaryMultiCalla
         credentials: Any = None,
         wait_for_ready: bool | None = None,
         compression: Any = None,
-    ) -> AioStreamUnaryCall:
-        inv = self._invocation(
-            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+    ) -> Any:
+        return self._opened(
+            self._invocation(
+                request_iterator,
+                timeout,
+                metadata,
+                credentials,
+                wait_for_ready,
+                compression,
+                self._wire,
+            )
         )
+
+
+class AioStreamUnaryMultiCallable(
+    _AioRequestStreamMultiCallable, _t.AioStreamUnaryMultiCallableBase
+):
+    __slots__ = ()
+
+    def _opened(self, inv: Invocation) -> AioStreamUnaryCall:
         return AioStreamUnaryCall(self._level, inv, None if self._around else self)
 
 
@@ -733,25 +707,18 @@ class AioUnaryStreamMultiCallable(_AioMultiCallable, _t.AioUnaryStreamMultiCalla
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> AioUnaryStreamCall:
-        inv = self._invocation(request, timeout, metadata, credentials, wait_for_ready, compression)
+        inv = self._invocation(
+            request, timeout, metadata, credentials, wait_for_ready, compression, self._wire
+        )
         return AioUnaryStreamCall(self._level, inv, self._wants)
 
 
-class AioStreamStreamMultiCallable(_AioMultiCallable, _t.AioStreamStreamMultiCallableBase):
+class AioStreamStreamMultiCallable(
+    _AioRequestStreamMultiCallable, _t.AioStreamStreamMultiCallableBase
+):
     __slots__ = ()
 
-    def __call__(
-        self,
-        request_iterator: Any = None,
-        timeout: float | None = None,
-        metadata: Any = None,
-        credentials: Any = None,
-        wait_for_ready: bool | None = None,
-        compression: Any = None,
-    ) -> AioStreamStreamCall:
-        inv = self._invocation(
-            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
-        )
+    def _opened(self, inv: Invocation) -> AioStreamStreamCall:
         return AioStreamStreamCall(self._level, inv, self._wants)
 
 
@@ -826,44 +793,21 @@ def _aio_error(exc: LocalRpcError) -> grpc.aio.AioRpcError:
     )
 
 
-class AioClientInterceptor:
+class AioClientInterceptor(InterceptorBase):
     """The whole chain as grpc.aio client interceptors.
 
     grpc.aio files each interceptor object under the *first* of the four interceptor classes it
     is an instance of, so one object cannot serve all shapes: :meth:`Chain.aio_client_interceptors`
     returns four, one per shape (:class:`AioUnaryUnaryInterceptor` and friends), sharing the chain.
+    The ``intercept_*`` methods return the coroutines of :meth:`_unary`/:meth:`_stream`, which
+    grpc.aio awaits.
     """
 
-    def __init__(self, chain: Chain) -> None:
-        self._level = chain.levels[0]
-        self._wants = chain.wants_response_metadata
-        self._around = chain.has_around
-        self._finishes = chain.has_client_finish
-        self._unary_wire = self._wire_unary
-        self._stream_wire = self._wire_stream
+    _replay = AsyncReplay
 
-    def _invocation(
-        self, details: Any, shape: CallShape, request: Any, continuation: Any, wire: Any
-    ) -> Invocation:
-        if self._around and shape.request_streaming:
-            request = AsyncReplay(request)
-        method = details.method
-        if isinstance(method, bytes):
-            method = method.decode()
-        md = details.metadata
-        inv = Invocation(
-            method,
-            shape,
-            list(md) if md else [],
-            details.timeout,
-            request,
-            details.credentials,
-            details.wait_for_ready,
-            None,
-            wire,
-        )
-        inv.cont = continuation
-        return inv
+    def __init__(self, chain: Chain) -> None:
+        super().__init__(chain)
+        self._finishes = chain.has_client_finish
 
     @staticmethod
     def _details(inv: Invocation) -> grpc.aio.ClientCallDetails:
@@ -918,38 +862,6 @@ class AioClientInterceptor:
         if inv.shape is US:
             return _InterceptedUnaryStream(rcall, first, deferred)
         return _InterceptedStreamStream(rcall, first, deferred)
-
-    async def intercept_unary_unary(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        return await self._unary(
-            self._invocation(client_call_details, UU, request, continuation, self._unary_wire)
-        )
-
-    async def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await self._unary(
-            self._invocation(
-                client_call_details, SU, request_iterator, continuation, self._unary_wire
-            )
-        )
-
-    async def intercept_unary_stream(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        return await self._stream(
-            self._invocation(client_call_details, US, request, continuation, self._stream_wire)
-        )
-
-    async def intercept_stream_stream(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await self._stream(
-            self._invocation(
-                client_call_details, SS, request_iterator, continuation, self._stream_wire
-            )
-        )
 
 
 def _fire_done(ref: Callable[[], _InterceptedStream | None], _rcall: Any) -> None:

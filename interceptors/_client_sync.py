@@ -22,6 +22,16 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _grpc_types as _t
+from ._client_shared import (
+    SU,
+    InterceptorBase,
+    MultiCallableBase,
+    ReplayBase,
+    cancel_on_collection,
+)
+from ._client_shared import (
+    request_of as _request_of,
+)
 from ._errors import LocalRpcError
 from ._policy import CallShape
 from ._response_metadata import ended_call_metadata
@@ -41,49 +51,28 @@ from ._wrapped_channel import WrappedChannelBase
 if TYPE_CHECKING:
     from ._chain import Chain
 
-UU = CallShape.UNARY_UNARY
-US = CallShape.UNARY_STREAM
-SU = CallShape.STREAM_UNARY
-SS = CallShape.STREAM_STREAM
 
+class Replay(ReplayBase):
+    """:class:`ReplayBase` over a sync iterable; attempts may iterate from different threads."""
 
-class Replay:
-    """Keeps the request messages of a request-streaming call so a retry can send them again.
-
-    Each attempt iterates :meth:`fresh`: first what was already pulled from the source, then more
-    from the source (kept as well). Only used when the chain has a retry (around) policy.
-    """
-
-    __slots__ = ("_buffer", "_exhausted", "_lock", "_source")
+    __slots__ = ("_lock",)
 
     def __init__(self, source: Any) -> None:
-        self._source = iter(source)
-        self._buffer: list[Any] = []
+        super().__init__(iter(source))
         self._lock = threading.Lock()
-        self._exhausted = False
 
     def fresh(self) -> Iterator[Any]:
+        """The messages from the first on: the kept ones, then more pulled from the source."""
         i = 0
         while True:
             with self._lock:
-                if i < len(self._buffer):
-                    item = self._buffer[i]
-                elif self._exhausted:
-                    return
-                else:
-                    try:
-                        item = next(self._source)
-                    except StopIteration:
-                        self._exhausted = True
-                        return
-                    self._buffer.append(item)
+                item = self._at(i)
+                if item is NOTHING:
+                    item = self._kept(next(self._source, END))
+            if item is END:
+                return
             i += 1
             yield item
-
-
-def _request_of(inv: Invocation) -> Any:
-    request = inv.request
-    return request.fresh() if isinstance(request, Replay) else request
 
 
 def _metadata_of(inv: Invocation) -> Any:
@@ -91,7 +80,29 @@ def _metadata_of(inv: Invocation) -> Any:
     return tuple(md) if md else None
 
 
-class ClientStream(grpc.Call, _t.Future):
+class _CallGetters:
+    """``grpc.Call``'s metadata and status getters, answered by the object :meth:`_call` names
+    (the grpcio call underneath, or the error that stands for a call that never ran)."""
+
+    def _call(self) -> Any:
+        raise NotImplementedError
+
+    def initial_metadata(self) -> Any:
+        return self._call().initial_metadata()
+
+    def trailing_metadata(self) -> Any:
+        return self._call().trailing_metadata()
+
+    def code(self) -> grpc.StatusCode:
+        code: grpc.StatusCode = self._call().code()
+        return code
+
+    def details(self) -> str:
+        details: str = self._call().details()
+        return details
+
+
+class ClientStream(_CallGetters, grpc.Call, _t.Future):
     """A response stream run through the chain (iterator + ``grpc.Call`` + ``grpc.Future``)."""
 
     def __init__(self, level: Level, inv: Invocation, wants: bool) -> None:
@@ -155,13 +166,7 @@ class ClientStream(grpc.Call, _t.Future):
             deferred.complete_ok()
 
     def __del__(self) -> None:
-        deferred = getattr(self, "_deferred", None)
-        if deferred is None or deferred.done:
-            return
-        rcall = self._rcall
-        if rcall is not None:
-            rcall.cancel()
-        deferred.complete_cancelled("Cancelled upon garbage collection")
+        cancel_on_collection(getattr(self, "_deferred", None), getattr(self, "_rcall", None))
 
     # -- grpc.RpcContext / grpc.Call
     def is_active(self) -> bool:
@@ -186,32 +191,9 @@ class ClientStream(grpc.Call, _t.Future):
             return True
         return bool(self._rcall.add_callback(callback))
 
-    def initial_metadata(self) -> Any:
-        if self._rcall is None:
-            return self._err().initial_metadata()
-        return self._rcall.initial_metadata()
-
-    def trailing_metadata(self) -> Any:
-        if self._rcall is None:
-            return self._err().trailing_metadata()
-        return self._rcall.trailing_metadata()
-
-    def code(self) -> grpc.StatusCode:
-        if self._rcall is None:
-            code: grpc.StatusCode = self._err().code()
-            return code
-        code = self._rcall.code()
-        return code
-
-    def details(self) -> str:
-        if self._rcall is None:
-            details: str = self._err().details()
-            return details
-        details = self._rcall.details()
-        return details
-
-    def _err(self) -> Any:
-        return self._error
+    def _call(self) -> Any:
+        # Without a grpcio call (refused, or failed before one existed) the error answers.
+        return self._error if self._rcall is None else self._rcall
 
     # -- grpc.Future (as grpcio's stream objects offer it)
     def cancelled(self) -> bool:
@@ -225,7 +207,7 @@ class ClientStream(grpc.Call, _t.Future):
 
     def result(self, timeout: float | None = None) -> Any:
         if self._rcall is None:
-            raise self._err()
+            raise self._call()
         return self._rcall.result(timeout)
 
     def exception(self, timeout: float | None = None) -> Any:
@@ -246,7 +228,7 @@ class ClientStream(grpc.Call, _t.Future):
         self._rcall.add_done_callback(lambda _f: fn(self))
 
 
-class ChainFuture(grpc.Call, _t.Future):
+class ChainFuture(_CallGetters, grpc.Call, _t.Future):
     """The future of a unary-response call: grpcio's future, with the chain finished before
     ``result()``/``exception()`` return (so a limiter's slot is free when the caller resumes)."""
 
@@ -302,22 +284,11 @@ class ChainFuture(grpc.Call, _t.Future):
     def add_callback(self, callback: Callable[[], None]) -> bool:
         return bool(self._inner.add_callback(callback))
 
-    def initial_metadata(self) -> Any:
-        return self._inner.initial_metadata()
-
-    def trailing_metadata(self) -> Any:
-        return self._inner.trailing_metadata()
-
-    def code(self) -> grpc.StatusCode:
-        code: grpc.StatusCode = self._inner.code()
-        return code
-
-    def details(self) -> str:
-        details: str = self._inner.details()
-        return details
+    def _call(self) -> Any:
+        return self._inner
 
 
-class FailedFuture(grpc.Call, _t.Future):
+class FailedFuture(_CallGetters, grpc.Call, _t.Future):
     """What ``future()`` returns when the chain refused the call before the wire."""
 
     def __init__(self, error: grpc.RpcError) -> None:
@@ -357,19 +328,8 @@ class FailedFuture(grpc.Call, _t.Future):
     def add_callback(self, callback: Callable[[], None]) -> bool:
         return False
 
-    def initial_metadata(self) -> Any:
-        return self._error.initial_metadata()
-
-    def trailing_metadata(self) -> Any:
-        return self._error.trailing_metadata()
-
-    def code(self) -> grpc.StatusCode:
-        code: grpc.StatusCode = self._error.code()
-        return code
-
-    def details(self) -> str:
-        details: str = self._error.details()
-        return details
+    def _call(self) -> Any:
+        return self._error
 
 
 class ThreadFuture(FailedFuture):
@@ -420,12 +380,6 @@ class ThreadFuture(FailedFuture):
     def add_done_callback(self, fn: Callable[[Any], None]) -> None:
         self._inner.add_done_callback(lambda _f: fn(self))
 
-    def initial_metadata(self) -> Any:
-        return self._call().initial_metadata()
-
-    def trailing_metadata(self) -> Any:
-        return self._call().trailing_metadata()
-
     def code(self) -> grpc.StatusCode:
         exc = self._inner.exception()
         if exc is None:
@@ -459,44 +413,17 @@ def _retry_executor() -> concurrent.futures.ThreadPoolExecutor:
 # Channel wrapper
 
 
-class _UnaryResponseMultiCallable:
+class _UnaryResponseMultiCallable(MultiCallableBase):
     """unary-unary and stream-unary: ``__call__``, ``with_call``, ``future`` like grpcio."""
 
-    __slots__ = ("_around", "_inner", "_level", "_method", "_shape", "_wants", "_wire", "_wire_f")
+    __slots__ = ("_wire_f",)
+
+    _replay = Replay
 
     def __init__(self, chain: Chain, inner: Any, method: str, shape: CallShape) -> None:
-        self._inner = inner
-        self._method = method
-        self._shape = shape
-        self._level = chain.levels[0]
-        self._wants = chain.wants_response_metadata
-        self._around = chain.has_around
+        super().__init__(chain, inner, method, shape, chain.wants_response_metadata)
         self._wire = self._call_wire
         self._wire_f = self._future_wire
-
-    def _invocation(
-        self,
-        request: Any,
-        timeout: float | None,
-        metadata: Any,
-        credentials: Any,
-        wait_for_ready: bool | None,
-        compression: Any,
-        wire: Any,
-    ) -> Invocation:
-        if self._around and self._shape is SU:
-            request = Replay(request)
-        return Invocation(
-            self._method,
-            self._shape,
-            list(metadata) if metadata else [],
-            timeout,
-            request,
-            credentials,
-            wait_for_ready,
-            compression,
-            wire,
-        )
 
     def _call_wire(self, inv: Invocation) -> Any:
         # remaining(), _request_of() and _metadata_of() inlined: this runs on every call.
@@ -622,18 +549,15 @@ class StreamUnaryMultiCallable(_UnaryResponseMultiCallable, _t.StreamUnaryMultiC
     __slots__ = ()
 
 
-class _StreamResponseMultiCallable:
+class _StreamResponseMultiCallable(MultiCallableBase):
     """unary-stream and stream-stream: calling returns a :class:`ClientStream`."""
 
-    __slots__ = ("_around", "_inner", "_level", "_method", "_shape", "_wants", "_wire")
+    __slots__ = ()
+
+    _replay = Replay
 
     def __init__(self, chain: Chain, inner: Any, method: str, shape: CallShape) -> None:
-        self._inner = inner
-        self._method = method
-        self._shape = shape
-        self._level = chain.levels[0]
-        self._wants = chain.wants_response_metadata
-        self._around = chain.has_around
+        super().__init__(chain, inner, method, shape, chain.wants_response_metadata)
         self._wire = self._stream_wire
 
     def _stream_wire(self, inv: Invocation) -> Any:
@@ -660,18 +584,8 @@ class _StreamResponseMultiCallable:
         wait_for_ready: bool | None = None,
         compression: Any = None,
     ) -> Any:
-        if self._around and self._shape is SS:
-            request = Replay(request)
-        inv = Invocation(
-            self._method,
-            self._shape,
-            list(metadata) if metadata else [],
-            timeout,
-            request,
-            credentials,
-            wait_for_ready,
-            compression,
-            self._wire,
+        inv = self._invocation(
+            request, timeout, metadata, credentials, wait_for_ready, compression, self._wire
         )
         return ClientStream(self._level, inv, self._wants)
 
@@ -750,6 +664,7 @@ class _Details(
 
 
 class ClientInterceptor(
+    InterceptorBase,
     _t.UnaryUnaryClientInterceptor,
     _t.UnaryStreamClientInterceptor,
     _t.StreamUnaryClientInterceptor,
@@ -763,32 +678,7 @@ class ClientInterceptor(
     decide on a retry.
     """
 
-    def __init__(self, chain: Chain) -> None:
-        self._level = chain.levels[0]
-        self._wants = chain.wants_response_metadata
-        self._around = chain.has_around
-        self._unary_wire = self._wire_unary
-        self._stream_wire = self._wire_stream
-
-    def _invocation(
-        self, details: Any, shape: CallShape, request: Any, continuation: Any, wire: Any
-    ) -> Invocation:
-        if self._around and shape.request_streaming:
-            request = Replay(request)
-        md = details.metadata
-        inv = Invocation(
-            details.method,
-            shape,
-            list(md) if md else [],
-            details.timeout,
-            request,
-            details.credentials,
-            details.wait_for_ready,
-            getattr(details, "compression", None),
-            wire,
-        )
-        inv.cont = continuation
-        return inv
+    _replay = Replay
 
     @staticmethod
     def _details(inv: Invocation) -> _Details:
@@ -830,32 +720,5 @@ class ClientInterceptor(
             outcome.add_done_callback(deferred.on_future_done)
         return outcome
 
-    def intercept_unary_unary(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        return self._unary(
-            self._invocation(client_call_details, UU, request, continuation, self._unary_wire)
-        )
-
-    def intercept_stream_unary(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return self._unary(
-            self._invocation(
-                client_call_details, SU, request_iterator, continuation, self._unary_wire
-            )
-        )
-
-    def intercept_unary_stream(
-        self, continuation: Any, client_call_details: Any, request: Any
-    ) -> Any:
-        inv = self._invocation(client_call_details, US, request, continuation, self._stream_wire)
-        return ClientStream(self._level, inv, self._wants)
-
-    def intercept_stream_stream(
-        self, continuation: Any, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        inv = self._invocation(
-            client_call_details, SS, request_iterator, continuation, self._stream_wire
-        )
+    def _stream(self, inv: Invocation) -> ClientStream:
         return ClientStream(self._level, inv, self._wants)
