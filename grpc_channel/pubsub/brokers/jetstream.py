@@ -190,7 +190,7 @@ class _JetStreamSubscription(Runner[Msg]):
     async def fetch(self, limit: int) -> Sequence[Msg]:
         try:
             return await self._pull.fetch(batch=limit, timeout=_FETCH_TIMEOUT)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):  # an idle fetch: nothing came
             return []
 
     async def process(self, item: Msg) -> None:

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -277,6 +277,10 @@ class _RedisSubscription(Runner[_Delivery]):
         self._owner.forget(self)
 
 
+_MAX_CONNECTIONS: Final = 128
+_POOL_WAIT: Final = 30.0  # seconds a command waits for a free pooled connection
+
+
 class RedisStreamsBroker(Broker):
     """The Redis Streams broker; connects lazily (the first command opens the connection)."""
 
@@ -284,11 +288,16 @@ class RedisStreamsBroker(Broker):
 
     def __init__(self, settings: RedisStreamsSettings | None = None) -> None:
         self.settings = settings or RedisStreamsSettings()
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
+        # A blocking pool: under load (many handlers and publishers at once) a command waits for
+        # a free connection instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(
             self.settings.url,
             username=self.settings.username,
             password=self.settings.password,
+            max_connections=_MAX_CONNECTIONS,
+            timeout=_POOL_WAIT,
         )
+        self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._subscriptions: set[_RedisSubscription] = set()
         self._closed = False
 
