@@ -604,20 +604,26 @@ def main(
     """Run the benchmark, print the table (and write JSON); 0, or 1 when an arm failed."""
     args = build_parser(prog).parse_args(argv)
     command = " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
-    # The runtime logs refusals and redeliveries; the table is the output here.
-    logging.getLogger("grpc_channel").setLevel(logging.ERROR)
-    report = asyncio.run(
-        run(
-            args.brokers,
-            args.in_flight,
-            args.events,
-            args.rounds,
-            {"redis": args.redis_url, "nats": args.nats_url},
-            command,
-            arm_timeout=args.arm_timeout,
-            progress=lambda text: print(text, file=sys.stderr, flush=True),
+    # The runtime logs refusals and redeliveries; the table is the output here. Restored after:
+    # main() also runs in-process (tests), where a changed level would outlive the run.
+    logger = logging.getLogger("grpc_channel")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        report = asyncio.run(
+            run(
+                args.brokers,
+                args.in_flight,
+                args.events,
+                args.rounds,
+                {"redis": args.redis_url, "nats": args.nats_url},
+                command,
+                arm_timeout=args.arm_timeout,
+                progress=lambda text: print(text, file=sys.stderr, flush=True),
+            )
         )
-    )
+    finally:
+        logger.setLevel(level)
     print(format_table(report))
     if args.json_out is not None:
         args.json_out.write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -5,6 +5,7 @@ Figures are never judged here (no timing assertions); only that they were measur
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 
 import pytest
@@ -35,7 +36,11 @@ def test_memory_broker_rows_in_table_and_json(
 ) -> None:
     out = tmp_path / "pubsub.json"
     argv = ["--events", "12", "--rounds", "2", "--brokers", "memory", "--in-flight", "1,4"]
+    logger = logging.getLogger("grpc_channel")
+    before = logger.level
     assert bench.main([*argv, "--json-out", str(out)]) == 0
+    # The run quiets the library's logs, and gives the level back: other code shares the logger.
+    assert logger.level == before
     report = json.loads(out.read_text())
     _check_rows(report, ["memory"], [1, 4])
     assert report["events"] == 12 and report["rounds"] == 2
