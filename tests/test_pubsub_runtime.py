@@ -372,12 +372,14 @@ def test_app_down_at_start_then_refresh_after_change(aio: bool) -> None:
                     )
                     assert "extra" not in {s.topic for s in rt.subscriptions}
             finally:
-                await rt.stop()
-                if not starting.done():
-                    starting.cancel()
+                # Bounded: a stop that waits forever fails the test instead of hanging it.
+                await asyncio.wait_for(rt.stop(), 15)
+                assert starting.done()  # stop() ends a start still waiting for the app
+                if not starting.cancelled():
+                    starting.exception()
 
     try:
-        asyncio.run(scenario())
+        asyncio.run(asyncio.wait_for(scenario(), 90))
     finally:
         logger.removeHandler(keep)
 

@@ -139,6 +139,13 @@ class Router:
         self.rules = tuple(rules)
         self.default = default
         self._programs = [(rule, _compile(self.subscription, rule)) for rule in self.rules]
+        # Without a rule to evaluate first (none, or the first one matches everything) every
+        # event gets the same decision: made once here rather than per event.
+        self._fixed: RouteDecision | None = None
+        if not self._programs:
+            self._fixed = RouteDecision(default or None)
+        elif self._programs[0][1] is None:
+            self._fixed = RouteDecision(self._programs[0][0].path)
         self._lock = threading.Lock()
         self._evaluation_errors = 0
 
@@ -150,6 +157,8 @@ class Router:
 
     def decide(self, event: CloudEvent | Mapping[str, Any]) -> RouteDecision:
         """Route one event (a parsed CloudEvent, or the dict of its attributes)."""
+        if self._fixed is not None:
+            return self._fixed  # no rule to evaluate: skip building the CEL activation
         view = event.cel_activation() if isinstance(event, CloudEvent) else dict(event)
         context = cel.Context()
         context.add_variable(EVENT_VARIABLE, view)

@@ -51,6 +51,16 @@ Outcomes
     An event whose extensions a ``TopicEventRequest`` cannot carry (a number beyond a double) is
     never delivered: dead-lettered if there is a dead-letter topic, else nacked (and logged).
 
+App down
+    While the app does not answer health probes, no delivery attempt is made: a handler holds
+    its message (the others wait at the broker) until a probe answers again, then delivery
+    resumes by itself and the subscriptions are listed again. A delivery that fails with
+    UNAVAILABLE triggers a probe at once: no answer means the app is down, and that attempt
+    counts against neither the retry policy nor the stats (so nothing is retried to exhaustion
+    or dead-lettered because the app is down); an answer means the app itself said UNAVAILABLE,
+    an ordinary failed attempt. Between probes (``health_interval``) a down app is only noticed
+    this way. Held messages go back to the broker on :meth:`stop`.
+
 Shutdown
     :meth:`stop` stops fetching, lets deliveries in flight finish (up to ``drain_timeout``
     seconds, ``None``: no bound; then they are cancelled and their messages go back to the
@@ -69,15 +79,15 @@ values or tokens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
+import random
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar
 
 import grpc
 
@@ -133,6 +143,21 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _PROBE_TIMEOUT: Final = 5.0
+# How long stop() waits for a step it cancelled (a fetch, a probe) to unwind: a bound, so that
+# a call that ignores its cancellation cannot hold stop() forever.
+_UNWIND_TIMEOUT: Final = 5.0
+
+_T = TypeVar("_T")
+
+# Event ids need to be unique, not secret: a version-4 UUID from ``random`` (seeded from the OS
+# and reseeded after fork) rather than uuid4(), whose os.urandom() call per event cost more
+# than the rest of publish() on the loaded benchmark machine.
+_random_bits = random.getrandbits  # the module instance: the one reseeded after fork
+
+
+def _new_event_id() -> str:
+    return str(uuid.UUID(int=_random_bits(128), version=4))
+
 
 IMPLICIT_ROUTE: Final = "<topic>"
 """The default route given to a programmatic subscription that lists none; events routed there
@@ -223,6 +248,9 @@ class PubSubRuntime:
         self._app_id = app_id
         self._declarative = tuple(s for s in declarative if s.applies_to(app_id))
         self._delivery_timeout = _positive("delivery_timeout", delivery_timeout)
+        # Built once: call options are immutable records, and building one per event shows up.
+        self._timeout_option = timeout(self._delivery_timeout)
+        self._timeout_options: tuple[CallOption, ...] = (self._timeout_option,)
         self._fetch_attempts = _count("fetch_attempts", fetch_attempts)
         self._fetch_backoff = _positive("fetch_backoff", fetch_backoff)
         self._health_interval = _positive("health_interval", health_interval)
@@ -237,6 +265,14 @@ class PubSubRuntime:
         self._stopped = False
         self._health_task: asyncio.Task[None] | None = None
         self._applying = False
+        # Set while the app answers health probes; deliveries wait for it (see "App down").
+        self._app_up = asyncio.Event()
+        self._app_up.set()
+        self._stale = False  # the app was down: list its subscriptions again once it is back
+        self._probe_now = asyncio.Event()  # a delivery saw UNAVAILABLE: probe without waiting
+        self._probing: asyncio.Future[bool] | None = None
+        # Handles being stopped by a refresh; stop() drains them too if it comes meanwhile.
+        self._retiring: set[SubscriptionHandle] = set()
 
     # -- public state ------------------------------------------------------------------------------
 
@@ -262,7 +298,8 @@ class PubSubRuntime:
 
         Returns once every accepted subscription is subscribed. Raises
         :class:`SubscriptionFetchError` when the app could not be listed (nothing is subscribed
-        then), :class:`RuntimeStoppedError` after :meth:`stop`, and ``RuntimeError`` when already
+        then), :class:`RuntimeStoppedError` after :meth:`stop` (also when :meth:`stop` is called
+        while it waits for the app: the wait ends at once), and ``RuntimeError`` when already
         started.
         """
         async with self._lock:
@@ -270,8 +307,12 @@ class PubSubRuntime:
                 raise RuntimeStoppedError("the pub/sub runtime is stopped; build a new one")
             if self._started:
                 raise RuntimeError("the pub/sub runtime is already started")
-            await self._apply(await self._fetch())
+            fetched = await self._fetch()
+            await self._apply(fetched)
             self._started = True
+            if self._stopped:
+                # stop() came while subscribing: it waits for this lock and stops them.
+                raise RuntimeStoppedError("the pub/sub runtime was stopped while starting")
             self._health_task = asyncio.create_task(
                 self._health_loop(), name=f"pubsub-health-{self._app_id}"
             )
@@ -292,22 +333,31 @@ class PubSubRuntime:
                 self._applying = False
 
     async def stop(self, drain_timeout: float | None = 30.0) -> None:
-        """Stop delivering (see "Shutdown" in the module docstring). Idempotent."""
+        """Stop delivering (see "Shutdown" in the module docstring). Idempotent.
+
+        A :meth:`start` or :meth:`refresh` waiting for the app ends at once (it raises
+        :class:`RuntimeStoppedError`); deliveries waiting for the app to come back give their
+        messages back to the broker. Every wait here is bounded except the drain itself with
+        ``drain_timeout=None``.
+        """
         if drain_timeout is not None:
             _positive("drain_timeout", drain_timeout, allow_zero=True)
         if self._stopped:
             return
         self._stopped = True
-        self._stopping.set()  # backoffs end now, with a nack
-        if self._health_task is not None and not self._applying:
-            # Cancelling while subscriptions are being changed could lose a broker handle; a
-            # change in progress is let finish (the loop then sees the stop and returns).
-            self._health_task.cancel()
-        if self._health_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+        self._stopping.set()  # backoffs, app waits and fetches end now
+        task = self._health_task
+        if task is not None:
+            if not self._applying:
+                # Cancelling while subscriptions are being changed could lose a broker handle;
+                # a change in progress sees the stop, subscribes nothing more and returns.
+                task.cancel()
+            await asyncio.wait({task}, timeout=None if self._applying else _UNWIND_TIMEOUT)
+            if not task.done():
+                _log.error("the health loop did not end after being cancelled; leaving it")
         async with self._lock:
             handles = [a.handle for a in self._active.values() if a.handle is not None]
+            handles.extend(self._retiring)
             self._active.clear()
             await self._stop_handles(handles, drain_timeout)
 
@@ -365,7 +415,7 @@ class PubSubRuntime:
             raise RuntimeStoppedError("the pub/sub runtime is stopped; it publishes no more")
         broker = self._broker(pubsub)
         payload, kind = payload_bytes(data, content_type)
-        event_id = str(uuid.uuid4())
+        event_id = _new_event_id()
         envelope = envelope_for_publish(
             payload,
             source=self._app_id,
@@ -395,20 +445,46 @@ class PubSubRuntime:
 
     # -- subscriptions -----------------------------------------------------------------------------
 
+    async def _or_stop(self, awaitable: Awaitable[_T]) -> _T:
+        """``awaitable``'s result, unless the runtime stops first: then it is cancelled (given
+        at most ``_UNWIND_TIMEOUT`` s to unwind) and :class:`RuntimeStoppedError` raised."""
+        step = asyncio.ensure_future(awaitable)
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            step.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if not step.done():
+            step.cancel()
+            await asyncio.wait({step}, timeout=_UNWIND_TIMEOUT)
+            if step.done() and not step.cancelled():
+                step.exception()  # retrieved: a late failure is not "never retrieved" noise
+            raise RuntimeStoppedError("the pub/sub runtime is stopping")
+        return step.result()
+
     async def _fetch(self) -> tuple[list[Subscription], list[tuple[str, str]]]:
-        """The app's programmatic subscriptions, with bounded retries (module docstring)."""
+        """The app's programmatic subscriptions, with bounded retries (module docstring).
+        Raises :class:`RuntimeStoppedError` as soon as :meth:`stop` is called."""
         wait = self._fetch_backoff
         last = "no attempt made"
         for attempt in range(1, self._fetch_attempts + 1):
+            if self._stopping.is_set():
+                raise RuntimeStoppedError("the pub/sub runtime is stopping")
             try:
-                await self._channel.wait_until_ready(wait)
-                replies = await self._channel.list_topic_subscriptions(timeout(max(wait, 1.0)))
+                await self._or_stop(self._channel.wait_until_ready(wait))
+                replies = await self._or_stop(
+                    self._channel.list_topic_subscriptions(timeout(max(wait, 1.0)))
+                )
                 return self._parse_programmatic(replies)
             except AppNotReadyError:
                 last = f"the app was not ready within {wait:g} s"
             except grpc.RpcError as exc:
                 last = f"ListTopicSubscriptions failed with {exc.code()}"
-                await asyncio.sleep(wait)
+                if await self._stop_within(wait):
+                    raise RuntimeStoppedError("the pub/sub runtime is stopping") from None
             _log.warning(
                 "listing the app's subscriptions, attempt %d of %d: %s",
                 attempt,
@@ -467,11 +543,18 @@ class PubSubRuntime:
             key for key, active in self._active.items() if wanted.get(key) != active.subscription
         ]
         handles = [h for key in outgoing if (h := self._active.pop(key).handle) is not None]
-        await self._stop_handles(handles, self._delivery_timeout)
+        self._retiring.update(handles)
+        try:
+            await self._or_stop(self._stop_handles(handles, self._delivery_timeout))
+        except RuntimeStoppedError:
+            return  # stop() drains the retiring handles with its own drain_timeout
+        self._retiring.difference_update(handles)
 
         for key, subscription in wanted.items():
             if key in self._active:
                 continue
+            if self._stopping.is_set():
+                break  # stop() is waiting to stop what is active; subscribe nothing more
             active = _Active(subscription, routers[key])
             try:
                 active.handle = await self._brokers[subscription.pubsub_name].subscribe(
@@ -494,30 +577,79 @@ class PubSubRuntime:
         )
 
     async def _health_loop(self) -> None:
-        """Probe the app; list its subscriptions again when it answers after being down."""
-        was_down = False
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._health_interval)
-            if self._stopping.is_set():
+        """Probe the app every ``health_interval`` (at once when a delivery found it
+        unreachable); pause deliveries while it does not answer; when it answers again, resume
+        them and list its subscriptions again."""
+        while True:
+            if await self._stop_within(self._health_interval, wake=self._probe_now):
                 return
-            up = await self._channel.health_probe(min(self._health_interval, _PROBE_TIMEOUT))
-            if not up and not was_down:
-                _log.warning(
-                    "the app does not answer health probes; its subscriptions are listed again "
-                    "when it does"
-                )
-            if up and was_down:
-                _log.info("the app answers again; listing its subscriptions")
+            self._probe_now.clear()
+            try:
+                up = await self._or_stop(self._probe())
+            except RuntimeStoppedError:
+                return
+            if not up:
+                self._app_down()
+                continue
+            if not self._app_up.is_set():
+                _log.info("the app answers again; resuming deliveries")
+                self._app_up.set()
+            if self._stale:
+                _log.info("listing the app's subscriptions again")
                 try:
                     await self.refresh()
+                except RuntimeStoppedError:
+                    return
                 except PubSubRuntimeError as exc:
                     _log.warning("refreshing subscriptions failed: %s", exc)
-                    continue  # still down as far as subscriptions go: try again next probe
+                    continue  # still stale: try again after the next probe
                 except Exception:
                     _log.exception("refreshing subscriptions failed")
                     continue
-            was_down = not up
+                self._stale = False
+
+    def _app_down(self) -> None:
+        if self._app_up.is_set():
+            _log.warning(
+                "the app does not answer health probes; deliveries pause and its subscriptions "
+                "are listed again when it does"
+            )
+            self._app_up.clear()
+        self._stale = True
+
+    def _probe(self) -> asyncio.Future[bool]:
+        """One health probe shared by everyone asking while it runs (the loop, deliveries)."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.ensure_future(
+                self._channel.health_probe(min(self._health_interval, _PROBE_TIMEOUT))
+            )
+        return self._probing
+
+    async def _app_unreachable(self) -> bool:
+        """After an UNAVAILABLE delivery: True when the app does not answer a health probe
+        either (it is down: deliveries pause), False when it does (the app itself said
+        UNAVAILABLE: an ordinary failed attempt)."""
+        if not self._app_up.is_set():
+            return True
+        try:
+            up = await self._or_stop(asyncio.shield(self._probe()))
+        except RuntimeStoppedError:
+            return False  # the caller's backoff sees the stop and nacks
+        if up:
+            return False
+        self._app_down()
+        self._probe_now.set()  # the loop probes until it answers, without the usual pause
+        return True
+
+    async def _until_app_up(self) -> bool:
+        """Wait while the app is down; False (at once) when the runtime stops first."""
+        if self._app_up.is_set():
+            return not self._stopping.is_set()
+        try:
+            await self._or_stop(self._app_up.wait())
+        except RuntimeStoppedError:
+            return False
+        return True
 
     # -- delivery ----------------------------------------------------------------------------------
 
@@ -531,6 +663,10 @@ class PubSubRuntime:
         self, subscription: Subscription, router: Router, message: BrokerMessage
     ) -> Outcome:
         pubsub, topic = subscription.key
+        if self._stopping.is_set():
+            # Fetched while stopping (the broker's loop ends just after): back untouched, and
+            # not counted, since no delivery began.
+            return nack(0.0)
         try:
             return await self._deliver(subscription, router, message)
         except asyncio.CancelledError:
@@ -572,14 +708,20 @@ class PubSubRuntime:
         except CloudEventError as exc:
             _log.error("event %r of %s/%s cannot be delivered: %s", event.id, pubsub, topic, exc)
             return await self._exhausted(subscription, message)
+        extra = metadata_options(message.metadata)
         options: tuple[CallOption, ...] = (
-            timeout(self._delivery_timeout),
-            *metadata_options(message.metadata),
+            (self._timeout_option, *extra) if extra else self._timeout_options
         )
         policy = subscription.retry
         attempt = 1
         while True:
+            if not await self._until_app_up():
+                # Stopping while the app is down: back to the broker, never dead-lettered.
+                self._stats.add("nacked", pubsub, topic)
+                return nack(0.0)
             verdict = await self._attempt(request, options, subscription, event.id)
+            if verdict is None:
+                continue  # the app is down: this attempt does not count; wait for it
             if verdict is Verdict.SUCCESS:
                 self._stats.add("delivered", pubsub, topic)
                 return ACK
@@ -614,11 +756,15 @@ class PubSubRuntime:
         options: tuple[CallOption, ...],
         subscription: Subscription,
         event_id: str,
-    ) -> Verdict:
+    ) -> Verdict | None:
+        """One ``OnTopicEvent`` call; None when it failed because the app is down (UNAVAILABLE
+        and no answer to a health probe either)."""
         try:
             response = await self._channel.on_topic_event(request, *options)
         except grpc.RpcError as exc:
             code = exc.code()
+            if code is grpc.StatusCode.UNAVAILABLE and await self._app_unreachable():
+                return None
             if code is not grpc.StatusCode.UNIMPLEMENTED:
                 _log.info(
                     "delivering event %r to %s failed with %s", event_id, subscription.name, code
@@ -626,14 +772,21 @@ class PubSubRuntime:
             return verdict_of_error(code)
         return verdict_of_response(response)
 
-    async def _stop_within(self, seconds: float) -> bool:
-        """Wait ``seconds``; True (at once) when the runtime is stopping."""
+    async def _stop_within(self, seconds: float, wake: asyncio.Event | None = None) -> bool:
+        """Wait ``seconds`` (less if ``wake`` is set meanwhile); True (at once) when the runtime
+        is stopping."""
         if self._stopping.is_set():
             return True
-        if seconds <= 0:
+        if seconds <= 0 or (wake is not None and wake.is_set()):
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        waiters = {asyncio.ensure_future(self._stopping.wait())}
+        if wake is not None:
+            waiters.add(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
         return self._stopping.is_set()
 
     async def _exhausted(self, subscription: Subscription, message: BrokerMessage) -> Outcome:

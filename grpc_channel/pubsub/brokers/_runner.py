@@ -132,10 +132,15 @@ class Runner(SubscriptionHandle, Generic[Item], abc.ABC):
         timer.add_done_callback(self._timers.discard)
 
     async def stop(self, drain: bool = True) -> None:
+        self.stopping.set()
+        if not drain:
+            # At once, even while another stop() drains (it holds the lock): a stop without drain
+            # must never wait for that drain to end.
+            for task in list(self._tasks):
+                task.cancel()
         async with self._stop_lock:
             if self._stopped:
                 return
-            self.stopping.set()
             pending = [t for t in (self._loop_task, *self._timers) if t is not None]
             for task in pending:
                 if task is not self._loop_task or self.cancel_fetch or not self._fetching:
@@ -145,7 +150,9 @@ class Runner(SubscriptionHandle, Generic[Item], abc.ABC):
                 for task in self._tasks:
                     task.cancel()
             while self._tasks:
-                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                # wait(), not gather(): when the caller gives up on a drain (its stop() is
+                # cancelled), the handlers keep running for the next stop() to drain or cancel.
+                await asyncio.wait(list(self._tasks))
             with contextlib.suppress(Exception):
                 await self.on_stopped()
             self._stopped = True
