@@ -27,7 +27,7 @@ answers False, ``wait_until_ready`` raises :class:`AppNotReadyError` at once).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import AsyncIterable, Generator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -36,10 +36,11 @@ from google.protobuf.message import Message
 
 from grpc_channel import _channel_core as core
 from grpc_channel._channel_core import AsyncAppChannel
-from grpc_channel._engine import AsyncEngine, CallPlan
+from grpc_channel._engine import AsyncEngine, AsyncResponseStream, CallPlan
 from grpc_channel.call_options import CallOption
 from grpc_channel.dial_options import DialOption, fold_dial_options, with_insecure
 from grpc_channel.dialing import open_aio_channel
+from grpc_channel.interceptors import MetadataPairs
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
@@ -159,12 +160,37 @@ class AsyncChannel(core.ChannelBase):
         payload: bytes | Message,
         *call_options: CallOption,
         response_type: type[Message] | None = None,
+        timeout: float | None = None,
+        metadata: MetadataPairs | None = None,
     ) -> Any:
         """As :meth:`grpc_channel.channel.Channel.invoke`: bytes in and out, or a message encoded
-        with the channel's codec and decoded into ``response_type``. Failures raise
-        ``grpc.RpcError`` (CANCELLED on a closed channel)."""
+        with the channel's codec and decoded into ``response_type``, ``timeout``/``metadata`` as
+        grpcio's keywords. Failures raise ``grpc.RpcError`` (CANCELLED on a closed channel)."""
         route, request, options = self._generic(method, payload, call_options, response_type)
-        return await self._engine.call_unary(route, request, options)
+        return await self._engine.call_unary(
+            route, request, options, timeout=timeout, metadata=metadata
+        )
+
+    def stream(
+        self,
+        method: str,
+        requests: AsyncIterable[bytes] | Iterable[bytes],
+        *call_options: CallOption,
+        timeout: float | None = None,
+        metadata: MetadataPairs | None = None,
+    ) -> AsyncResponseStream:
+        """As :meth:`grpc_channel.channel.Channel.stream`, on ``grpc.aio``: ``requests`` may be
+        an async or a plain iterable of bytes; iterate the result with ``async for`` (or
+        ``await stream.read()``); ``await stream.initial_metadata()``, ``trailing_metadata()``,
+        ``code()``, ``details()`` and ``cancel()`` are the grpc.aio call's. Not a coroutine:
+        the call starts at once. The concurrency slot is held until the stream ends, fails or is
+        cancelled (also when the task reading it is cancelled), and the slot wait honours the
+        call's deadline and the task's cancellation."""
+        route = self._stream_route(method)
+        stream: AsyncResponseStream = self._engine.call_stream(
+            route, requests, self._stream_options(call_options), timeout=timeout, metadata=metadata
+        )
+        return stream
 
     async def _probe(self, seconds: float) -> grpc.RpcError | None:
         """One readiness attempt: the error it failed with, or None when the app answered OK."""

@@ -99,6 +99,7 @@ __all__ = [
     "pubsub_routes",
     "raw_options",
     "raw_route",
+    "raw_stream_route",
     "ready_answer",
     "refused",
     "reply_response",
@@ -343,6 +344,20 @@ def raw_route(method: str, multicallable: Any) -> Route:
     return Route(
         method,
         CallShape.UNARY_UNARY,
+        multicallable,
+        raw=True,
+        serializer=_identity,
+        deserializer=_identity,
+        codec=get_codec("raw"),
+    )
+
+
+def raw_stream_route(method: str, multicallable: Any) -> Route:
+    """The engine route of the generic ``stream`` for bytes: a stream-stream call whose messages
+    pass through untouched (any method shape travels as one on the wire)."""
+    return Route(
+        method,
+        CallShape.STREAM_STREAM,
         multicallable,
         raw=True,
         serializer=_identity,
@@ -623,6 +638,7 @@ class ChannelBase:
         "_plan",
         "_raise",
         "_raw_routes",
+        "_raw_streams",
         "_target",
         "_topic_route",
     )
@@ -659,6 +675,7 @@ class ChannelBase:
         self._topic_route, self._list_route = pubsub_routes(grpc_channel, health)
         # Bounded: a proxy's callers choose the paths (hits read the plain dict, .data).
         self._raw_routes: BoundedCache[str, Route] = BoundedCache()
+        self._raw_streams: BoundedCache[str, Route] = BoundedCache()
         self._closed = False
 
     @property
@@ -718,6 +735,23 @@ class ChannelBase:
             payload,
             call_options,
         )
+
+    def _stream_route(self, method: str) -> Route:
+        """The cached raw stream-stream route of ``method`` (see
+        :meth:`grpc_channel.channel.Channel.stream`); ``ValueError`` for a bad method path.
+        Bounded like the unary raw routes: callers choose the paths."""
+        route = self._raw_streams.data.get(method)
+        if route is None:
+            check_method_path(method)
+            route = raw_stream_route(method, self._grpc.stream_stream(method, None, None))
+            self._raw_streams[method] = route
+        return route
+
+    def _stream_options(self, call_options: tuple[CallOption, ...]) -> tuple[CallOption, ...]:
+        """The call options of a raw ``stream``: its route's codec is raw already, so the raw
+        codec option is only needed when a dial-level default chose another codec (it would beat
+        the route's); skipping it keeps the proxy's per-call path lean."""
+        return raw_options(call_options) if self._plan.codec_chosen else call_options
 
     @staticmethod
     def _probe_seconds(timeout: float | None) -> float:

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -67,10 +68,11 @@ from grpc_channel._channel_core import (
     SyncAppChannel,
     with_raise_errors,
 )
-from grpc_channel._engine import SyncEngine
+from grpc_channel._engine import SyncEngine, SyncResponseStream
 from grpc_channel.call_options import CallOption
 from grpc_channel.dial_options import DialOption, fold_dial_options, with_insecure
 from grpc_channel.dialing import open_channel
+from grpc_channel.interceptors import MetadataPairs
 from grpc_channel.invoke import InvokeMethodRequest, InvokeMethodResponse
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
@@ -241,6 +243,8 @@ class Channel(core.ChannelBase):
         payload: bytes | Message,
         *call_options: CallOption,
         response_type: type[Message] | None = None,
+        timeout: float | None = None,
+        metadata: MetadataPairs | None = None,
     ) -> Any:
         """Call any unary method by path (``"/pkg.Service/Method"``): the raw path a proxy needs.
 
@@ -254,9 +258,44 @@ class Channel(core.ChannelBase):
         ``grpc.RpcError``, whatever ``with_raise_errors`` says: a proxy forwards the status; on a
         closed channel, CANCELLED (``on_finish`` sees it too). The token rule of
         :meth:`invoke_method` holds: only the channel's own ``dapr-api-token`` is sent.
+        ``timeout`` (seconds) and ``metadata`` (extra pairs) are grpcio's per-call keywords,
+        for callers that hold them as values (a proxy); call options win over them.
         """
         route, request, options = self._generic(method, payload, call_options, response_type)
-        return self._engine.call_unary(route, request, options)
+        return self._engine.call_unary(route, request, options, timeout=timeout, metadata=metadata)
+
+    def stream(
+        self,
+        method: str,
+        requests: Iterable[bytes],
+        *call_options: CallOption,
+        timeout: float | None = None,
+        metadata: MetadataPairs | None = None,
+    ) -> SyncResponseStream:
+        """Call any method by path as a stream-stream call on raw bytes: the raw streaming path a
+        proxy needs (the wire does not tell the four call shapes apart, so a unary,
+        server-streaming or client-streaming method is called this way too).
+
+        ``requests`` is iterated by grpcio's sending thread; each item must be bytes (the raw
+        codec; another item fails the call). Returns the response iterator: iterate it for the
+        response bytes; ``initial_metadata()``, ``trailing_metadata()``, ``code()``,
+        ``details()`` and ``cancel()`` are the grpcio call's. ``timeout`` (seconds, None: the
+        call options' or none) and ``metadata`` (extra pairs) are grpcio's keywords; call options
+        win over them.
+
+        Goes through the channel's policies and call options exactly as :meth:`invoke` does:
+        the ``with_max_concurrency`` slot is taken before the call starts (waiting no longer
+        than the deadline) and held until the stream ends, fails, is cancelled or is dropped
+        unread; the app token, tracing, and the token rule (only the channel's own
+        ``dapr-api-token`` is sent) apply; hooks run once when the stream ends. A bad method
+        path raises ``ValueError`` at once; a refused or unstartable call (closed channel:
+        CANCELLED) raises ``grpc.RpcError``. Routes are cached per path, at most 1024.
+        """
+        route = self._stream_route(method)
+        stream: SyncResponseStream = self._engine.call_stream(
+            route, requests, self._stream_options(call_options), timeout=timeout, metadata=metadata
+        )
+        return stream
 
     def _probe(self, seconds: float) -> grpc.RpcError | None:
         """One readiness attempt: the error it failed with, or None when the app answered OK."""

@@ -66,6 +66,7 @@ __all__ = [
     "InvokeMethodResponse",
     "InvokeStatus",
     "InvokeStatusError",
+    "check_method_path",
 ]
 
 PROTOBUF_CONTENT_TYPE: Final = "application/x-protobuf"
