@@ -1,9 +1,10 @@
-"""The ``grpc-channel`` command: ``grpc-channel demo ...`` and ``grpc-channel bench ...``.
+"""The ``grpc-channel`` command: ``grpc-channel demo|bench|sidecar ...``.
 
 ``demo`` serves the demo AppCallback app on loopback until SIGTERM/SIGINT (see
 ``grpc_channel.demo``); ``bench`` runs the invoke-latency benchmark (see
-``grpc_channel.bench.cli``). ``main(argv)`` returns the exit code: 0 success, 1 a failed run or
-check, 2 a usage error.
+``grpc_channel.bench.cli``); ``sidecar`` runs the sidecar proxy beside an app until
+SIGTERM/SIGINT (see ``grpc_channel.sidecar.serve``). ``main(argv)`` returns the exit code: 0
+success, 1 a failed run or check, 2 a usage error.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     from grpc_channel import demo
     from grpc_channel.bench import cli as bench_cli
+    from grpc_channel.sidecar import serve as sidecar_serve
 
     parser = argparse.ArgumentParser(
-        prog="grpc-channel", description="grpc-channel tools: a demo app and a benchmark."
+        prog="grpc-channel",
+        description="grpc-channel tools: a demo app, a benchmark and the sidecar.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo_parser = commands.add_parser(
@@ -38,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench_cli.add_arguments(bench_parser)
+    sidecar_parser = commands.add_parser(
+        "sidecar",
+        help="run the sidecar proxy beside an app",
+        description=sidecar_serve.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sidecar_serve.add_arguments(sidecar_parser)
     return parser
 
 
@@ -54,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return demo.serve_until_signalled(config, lambda line: print(line, flush=True))
+    if args.command == "sidecar":
+        from grpc_channel.sidecar import serve as sidecar_serve
+
+        return sidecar_serve.run(sidecar_serve.config_from_args(args), "grpc-channel sidecar")
     from grpc_channel.bench import cli as bench_cli
 
     return bench_cli.execute(args, f"grpc-channel {shlex.join(argv_list)}")

@@ -7,10 +7,16 @@
   ``GRPC_CHANNEL_PEERS`` environment variable and a reloaded JSON/YAML peers file.
 - :class:`SidecarTokens` (:mod:`.tokens`): ``DAPR_API_TOKEN`` for callers and peers,
   ``APP_API_TOKEN`` for the app; never logged.
+- :class:`ProxyObserver` (:mod:`.observer`): the seam telemetry plugs into, told of every
+  proxied call and its final status; :class:`SidecarTelemetry` (:mod:`.telemetry`) is ours.
+- :class:`SidecarHttp` (:mod:`.http`): ``/healthz`` and the Prometheus ``/metrics`` endpoint.
+- :mod:`.serve`: the ``grpc-channel sidecar`` process that wires them together.
 """
 
 from __future__ import annotations
 
+from .http import SidecarHttp
+from .observer import ProxiedCall, ProxyObserver
 from .proxy import DEFAULT_MAX_CHANNELS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, Sidecar
 from .resolver import (
     PEERS_ENV,
@@ -21,6 +27,7 @@ from .resolver import (
     check_address,
     parse_peers_env,
 )
+from .telemetry import SidecarTelemetry
 from .tokens import (
     API_TOKEN_ENV,
     APP_TOKEN_ENV,
@@ -42,8 +49,12 @@ __all__ = [
     "TOKEN_KEY",
     "PeersFileError",
     "PeersResolver",
+    "ProxiedCall",
+    "ProxyObserver",
     "Resolver",
     "Sidecar",
+    "SidecarHttp",
+    "SidecarTelemetry",
     "SidecarTokens",
     "UnknownAppError",
     "check_address",

@@ -82,7 +82,6 @@ def plan_route(
     *,
     own_app_id: str,
     api_token: str | None,
-    app_token: str | None,
     peer_token: str | None,
 ) -> Route:
     """Check the caller, pick the target and build the metadata for the next hop.
@@ -95,8 +94,8 @@ def plan_route(
     - to another app's sidecar: ``dapr-caller-app-id`` = own id, ``dapr-callee-app-id`` = target,
       and ``peer_token`` as ``dapr-api-token`` (when set);
     - to the own app: ``dapr-caller-app-id`` as the previous sidecar gave it (a call that came
-      with ``dapr-callee-app-id``), else the own id (a local client's call); ``app_token`` as
-      ``dapr-api-token`` (when set), once.
+      with ``dapr-callee-app-id``), else the own id (a local client's call). No token here: the
+      app channel (``with_app_token``) sends the app token, once.
     """
     pairs: MetadataPairs = tuple((k, v) for k, v in incoming)
     check_caller_token(pairs, api_token)
@@ -115,8 +114,6 @@ def plan_route(
         return Route(target, False, tuple(kept))
     caller = _single_text(pairs, CALLER_KEY) if callee is not None else None
     kept.append((CALLER_KEY, caller or own_app_id))
-    if app_token is not None:
-        kept.append((TOKEN_KEY, app_token))
     return Route(target, True, tuple(kept))
 
 
