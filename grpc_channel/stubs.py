@@ -32,15 +32,30 @@ method's path, shape and (de)serializers; generated code offers no other way to 
 default, which refuses them) describe the channel, since a grpcio channel does not tell.
 
 Typing: ``wrap`` returns the stub's own type, so editors complete the method names and the request
-and response types of stubs generated with type hints (mypy-protobuf / grpc-stubs). Python has no
-way to rewrite each method's signature in a type, so a type checker that knows grpcio's
-multicallable signature flags the extra positional call options; the calls are correct at run time.
-Use ``typing.cast`` or ``# type: ignore[call-arg]`` there, or keep the stub untyped.
+and response types of stubs generated with type hints (mypy-protobuf's ``--mypy_grpc_out``, over
+grpc-stubs). Python cannot rewrite each method's signature inside a type, so a type checker that
+knows grpcio's multicallable signature flags call options passed straight to ``stub.Method``.
+For a call that type-checks, bind the options to the method first::
+
+    say = bind(stub.SayHello, header(md), timeout(2))
+    reply = say(request)              # HelloRequest in, HelloReply out, checked by mypy --strict
+    reply = say(request, trailer(tr), metadata=[("k", "v")])  # more options, grpcio keywords
+
+:func:`bind` takes the method as the stub's type declares it (``grpc.UnaryUnaryMultiCallable[Req,
+Resp]`` and the other three shapes, or their ``grpc.aio`` forms) and returns a callable typed with
+that method's own request and response types (:class:`BoundUnaryUnary` ...
+:class:`AsyncBoundStreamStream`).
+Why a function and not the alternatives: a ``with call_options(...)`` context would type-check too,
+but it hides which calls an option reaches (every call in the block, in any library, on any stub),
+and sync grpcio runs stream hooks on its own threads where a context variable is not set; a mypy
+plugin would only help mypy and breaks with mypy's internals. ``bind`` is plain typing that
+pyright and mypy both check, and the options stay next to the call they apply to.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import grpc
 
@@ -59,9 +74,27 @@ from grpc_channel.defaults import DEFAULTS, OptionError
 from grpc_channel.encoding import get_codec
 from grpc_channel.interceptors import CallShape
 
-__all__ = ["WrappedStub", "stub_methods", "wrap"]
+__all__ = [
+    "AsyncBoundStreamStream",
+    "AsyncBoundStreamUnary",
+    "AsyncBoundUnaryStream",
+    "AsyncBoundUnaryUnary",
+    "BoundStreamStream",
+    "BoundStreamUnary",
+    "BoundUnaryStream",
+    "BoundUnaryUnary",
+    "WrappedStub",
+    "bind",
+    "stub_methods",
+    "wrap",
+]
 
 S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+# Protocol parameters: a request is only taken (contravariant), a response only given (covariant).
+_Req_contra = TypeVar("_Req_contra", contravariant=True)
+_Resp_co = TypeVar("_Resp_co", covariant=True)
 
 
 class _Recorded:
@@ -166,6 +199,105 @@ class _Method:
     def __repr__(self) -> str:
         kind = "aio " if isinstance(self._call.__self__, AsyncEngine) else ""
         return f"<wrapped {kind}{self._route.shape.value} {self._route.method}>"
+
+
+class BoundUnaryUnary(Protocol[_Req_contra, _Resp_co]):
+    """A sync unary-unary method with call options bound: request in, response out. More call
+    options may follow the request; grpcio's keywords are accepted as on the method."""
+
+    def __call__(
+        self, request: _Req_contra, /, *options: CallOption, **keywords: Unpack[CallKeywords]
+    ) -> _Resp_co: ...
+
+
+class BoundUnaryStream(Protocol[_Req_contra, _Resp_co]):
+    """A sync unary-stream method with call options bound: returns the response iterator (which
+    also answers grpcio's call methods, untyped here)."""
+
+    def __call__(
+        self, request: _Req_contra, /, *options: CallOption, **keywords: Unpack[CallKeywords]
+    ) -> Iterator[_Resp_co]: ...
+
+
+class BoundStreamUnary(Protocol[_Req_contra, _Resp_co]):
+    """A sync stream-unary method with call options bound: an iterator of requests in."""
+
+    def __call__(
+        self,
+        request_iterator: Iterator[_Req_contra],
+        /,
+        *options: CallOption,
+        **keywords: Unpack[CallKeywords],
+    ) -> _Resp_co: ...
+
+
+class BoundStreamStream(Protocol[_Req_contra, _Resp_co]):
+    """A sync stream-stream method with call options bound."""
+
+    def __call__(
+        self,
+        request_iterator: Iterator[_Req_contra],
+        /,
+        *options: CallOption,
+        **keywords: Unpack[CallKeywords],
+    ) -> Iterator[_Resp_co]: ...
+
+
+class AsyncBoundUnaryUnary(Protocol[_Req_contra, _Resp_co]):
+    """A ``grpc.aio`` unary-unary method with call options bound: await it for the response."""
+
+    def __call__(
+        self, request: _Req_contra, /, *options: CallOption, **keywords: Unpack[CallKeywords]
+    ) -> Awaitable[_Resp_co]: ...
+
+
+class AsyncBoundUnaryStream(Protocol[_Req_contra, _Resp_co]):
+    """A ``grpc.aio`` unary-stream method with call options bound: an async response iterator."""
+
+    def __call__(
+        self, request: _Req_contra, /, *options: CallOption, **keywords: Unpack[CallKeywords]
+    ) -> AsyncIterator[_Resp_co]: ...
+
+
+class AsyncBoundStreamUnary(Protocol[_Req_contra, _Resp_co]):
+    """A ``grpc.aio`` stream-unary method with call options bound: requests from a sync or async
+    iterable; await it for the response."""
+
+    def __call__(
+        self,
+        request_iterator: Iterable[_Req_contra] | AsyncIterable[_Req_contra],
+        /,
+        *options: CallOption,
+        **keywords: Unpack[CallKeywords],
+    ) -> Awaitable[_Resp_co]: ...
+
+
+class AsyncBoundStreamStream(Protocol[_Req_contra, _Resp_co]):
+    """A ``grpc.aio`` stream-stream method with call options bound."""
+
+    def __call__(
+        self,
+        request_iterator: Iterable[_Req_contra] | AsyncIterable[_Req_contra],
+        /,
+        *options: CallOption,
+        **keywords: Unpack[CallKeywords],
+    ) -> AsyncIterator[_Resp_co]: ...
+
+
+class _Bound:
+    """What :func:`bind` returns at run time: the wrapped method and its bound options."""
+
+    __slots__ = ("method", "options")
+
+    def __init__(self, method: _Method, options: tuple[CallOption, ...]) -> None:
+        self.method = method
+        self.options = options
+
+    def __call__(self, request: Any, /, *more: CallOption, **keywords: Unpack[CallKeywords]) -> Any:
+        return self.method(request, *self.options, *more, **keywords)
+
+    def __repr__(self) -> str:
+        return f"<bound {self.method!r} with {len(self.options)} call option(s)>"
 
 
 class WrappedStub:
@@ -327,3 +459,86 @@ def wrap(
             f"wrap: got {type(stub).__name__}; pass a generated stub, or a stub class and a channel"
         )
     return _build(type(stub), None, stub, tuple(args), target, secure, aio)
+
+
+@overload
+def bind(
+    method: grpc.UnaryUnaryMultiCallable[Req, Resp], /, *options: CallOption
+) -> BoundUnaryUnary[Req, Resp]: ...
+
+
+@overload
+def bind(
+    method: grpc.UnaryStreamMultiCallable[Req, Resp], /, *options: CallOption
+) -> BoundUnaryStream[Req, Resp]: ...
+
+
+@overload
+def bind(
+    method: grpc.StreamUnaryMultiCallable[Req, Resp], /, *options: CallOption
+) -> BoundStreamUnary[Req, Resp]: ...
+
+
+@overload
+def bind(
+    method: grpc.StreamStreamMultiCallable[Req, Resp], /, *options: CallOption
+) -> BoundStreamStream[Req, Resp]: ...
+
+
+@overload
+def bind(
+    method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], /, *options: CallOption
+) -> AsyncBoundUnaryUnary[Req, Resp]: ...
+
+
+@overload
+def bind(
+    method: grpc.aio.UnaryStreamMultiCallable[Req, Resp], /, *options: CallOption
+) -> AsyncBoundUnaryStream[Req, Resp]: ...
+
+
+@overload
+def bind(
+    method: grpc.aio.StreamUnaryMultiCallable[Req, Resp], /, *options: CallOption
+) -> AsyncBoundStreamUnary[Req, Resp]: ...
+
+
+@overload
+def bind(
+    method: grpc.aio.StreamStreamMultiCallable[Req, Resp], /, *options: CallOption
+) -> AsyncBoundStreamStream[Req, Resp]: ...
+
+
+def bind(method: Any, /, *options: CallOption) -> Any:
+    """Bind call options to one method of a wrapped stub, for calls that type-check.
+
+    ``bind(stub.Method, *options)`` returns a callable that calls ``stub.Method(request,
+    *options, *more_options, **grpcio_keywords)``. It is typed from the method as the stub's
+    type declares it (grpc-stubs' ``UnaryUnaryMultiCallable[Req, Resp]`` and the other shapes,
+    sync or ``grpc.aio``), so the request type and the response type are the method's own:
+    passing the wrong message, or using the response as something else, is a type error.
+    For ``grpc.aio``, wrap a stub *instance* built on the aio channel: mypy-protobuf types
+    ``EchoStub(aio_channel)`` as ``EchoAsyncStub`` (aio multicallables), while
+    ``wrap(EchoStub, aio_channel)`` can only be typed as the class it was given.
+    The stub's default call options (from :func:`wrap`) still come first, then the bound ones,
+    then any given at the call (a later ``timeout`` wins; ``call_metadata`` adds up in that
+    order). No options binds nothing and is allowed: the result
+    still takes options per call. The options are checked once, here; a bound callable may be
+    called any number of times and from any thread or task.
+
+    Raises:
+        OptionError: ``method`` is not a method of a stub returned by :func:`wrap` (a bare
+            grpcio multicallable cannot take call options), or an option is not a CallOption.
+    """
+    if not isinstance(method, _Method):
+        raise OptionError(
+            f"bind: got {type(method).__name__}; pass a method of a wrapped stub, "
+            "bind(wrap(stub).Method, *call_options)"
+        )
+    for opt in options:
+        if not isinstance(opt, CallOption):
+            raise OptionError(
+                f"bind: got {type(opt).__name__} as a call option; pass CallOption objects "
+                "(header(md), timeout(2), ...)"
+            )
+    return _Bound(method, tuple(options))

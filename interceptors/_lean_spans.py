@@ -31,15 +31,21 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor
-from opentelemetry.sdk.util import BoundedList
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
+
+from ._extras import missing_extra
+
+if TYPE_CHECKING:
+    # The SDK is an optional dependency (the ``otel`` extra): imported when a LeanTracer is
+    # built, never when this module is, so ``new_span_context`` works with the API alone.
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+    from opentelemetry.sdk.util import BoundedList
 
 __all__ = ["LeanSpan", "LeanTracer", "new_span_context"]
 
@@ -72,18 +78,40 @@ class LeanTracer:
 
     ``resource`` defaults to ``Resource.create()`` (what a default ``TracerProvider`` uses: the
     ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` environment variables plus the SDK's
-    own attributes).
+    own attributes). Needs the OpenTelemetry SDK: without it, raises
+    :class:`~grpc_channel.interceptors._extras.MissingExtraError` naming the ``otel`` extra.
     """
 
-    __slots__ = ("limits", "processor", "resource", "scope")
+    __slots__ = (
+        "bounded_list",
+        "event",
+        "limits",
+        "processor",
+        "readable_span",
+        "resource",
+        "scope",
+    )
 
     def __init__(
         self, processor: SpanProcessor, resource: Resource | None, scope_name: str
     ) -> None:
+        try:
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
+            from opentelemetry.sdk.util import BoundedList
+            from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        except ImportError as exc:
+            raise missing_extra(
+                "lean spans (TracingSpec(span_processor=...))", "opentelemetry-sdk", "otel"
+            ) from exc
         self.processor = processor
         self.resource = resource if resource is not None else Resource.create()
         self.scope = InstrumentationScope(scope_name)
         self.limits = SpanLimits()
+        # The SDK classes the spans build, kept here so LeanSpan needs no SDK import of its own.
+        self.event: type[Event] = Event
+        self.readable_span: type[ReadableSpan] = ReadableSpan
+        self.bounded_list: type[BoundedList[Any]] = BoundedList
 
     def start(
         self,
@@ -213,8 +241,9 @@ class LeanSpan(trace.Span):
         attributes: types.Attributes = None,
         timestamp: int | None = None,
     ) -> None:
-        limits = self._tracer.limits
-        event = Event(
+        tracer = self._tracer
+        limits = tracer.limits
+        event = tracer.event(
             name,
             BoundedAttributes(
                 limits.max_event_attributes,
@@ -228,14 +257,15 @@ class LeanSpan(trace.Span):
                 log.warning("Calling add_event() on an ended span.")
                 return
             if self._events is None:
-                self._events = BoundedList(limits.max_events)
+                self._events = tracer.bounded_list(limits.max_events)
             self._events.append(event)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         # As the SDK: a link needs a valid context, or at least attributes or a trace state.
         if context is None or not (context.is_valid or attributes or context.trace_state):
             return
-        limits = self._tracer.limits
+        tracer = self._tracer
+        limits = tracer.limits
         link = Link(
             context,
             BoundedAttributes(
@@ -250,7 +280,7 @@ class LeanSpan(trace.Span):
                 log.warning("Calling add_link() on an ended span.")
                 return
             if self._links is None:
-                self._links = BoundedList(limits.max_links)
+                self._links = tracer.bounded_list(limits.max_links)
             self._links.append(link)
 
     def update_name(self, name: str) -> None:
@@ -306,7 +336,7 @@ class LeanSpan(trace.Span):
                 return
             self._end = end = _time_ns() if end_time is None else end_time
         tracer = self._tracer
-        finished = ReadableSpan(
+        finished = tracer.readable_span(
             name=self._name,
             context=self._context,
             parent=self._parent,

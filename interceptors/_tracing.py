@@ -5,20 +5,27 @@ and a SERVER span for every handled call, carries the W3C ``traceparent``/``trac
 in the gRPC metadata, and records call durations and in-flight counts through the OpenTelemetry
 metrics API.
 
-What is recorded (OpenTelemetry RPC semantic conventions):
+What is recorded (OpenTelemetry RPC semantic conventions; the names below are the default, the
+experimental conventions; ``OTEL_SEMCONV_STABILITY_OPT_IN=rpc`` switches to the stable ones and
+``rpc/dup`` emits both, read once when a ``Tracing`` is built: see
+:mod:`grpc_channel.interceptors._semconv` for the names per mode):
 
 - span name ``"<package>.<Service>/<Method>"`` (the method path without its leading slash) unless
   ``TracingSpec.span_name`` gives another format;
 - span attributes ``rpc.system="grpc"``, ``rpc.service``, ``rpc.method``, ``rpc.grpc.status_code``
-  (the integer code), ``server.address``/``server.port`` on client spans when the target is known,
+  (the integer code), ``server.address``/``server.port`` on client spans when the target is known
+  (``Tracing(target=...)``, else the target in the call's options: a channel from ``dial`` or a
+  stub from ``wrap(stub, target=...)``),
   ``network.peer.address``/``network.peer.port`` on server spans, ``error.type`` on failed calls
   (the status code name, or the exception's type when a handler crashed; the exception is also
   recorded as a span event), plus ``TracingSpec.attributes``;
 - status ERROR on a client span for every code but OK; on a server span only for UNKNOWN,
   DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS (the other codes are the
   caller's fault, so the server did its job);
-- metrics ``rpc.client.duration`` / ``rpc.server.duration`` (histograms, milliseconds) with the
-  attributes above and the status code, and ``rpc.client.active_calls`` /
+- metrics ``rpc.client.duration`` / ``rpc.server.duration`` (histograms, milliseconds; stable:
+  ``rpc.client.call.duration`` / ``rpc.server.call.duration`` in seconds) with the attributes
+  above and the status code, buckets from 50 µs to 10 s (``DURATION_BUCKETS``, as the
+  instruments' advisory boundaries), and ``rpc.client.active_calls`` /
   ``rpc.server.active_calls`` (observable up-down counters of calls in flight). Durations are
   buffered and handed to the histogram when a metric reader collects (see ``_Side``), so they
   carry no exemplars. Message sizes are not recorded: policies do not see
@@ -36,6 +43,7 @@ sampler still applies to sampled calls. Metrics are recorded for every call, sam
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import string
@@ -46,7 +54,7 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import grpc
 from opentelemetry import baggage, metrics, propagate, trace
@@ -56,9 +64,6 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
@@ -71,8 +76,17 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from ._bounded import BoundedCache
+from ._extras import missing_extra
 from ._lean_spans import LeanTracer, new_span_context
 from ._policy import ClientCall, ClientPolicy, ServerCall, ServerPolicy
+from ._semconv import DURATION_BUCKETS, DURATION_BUCKETS_MS, SemconvMode, semconv_mode
+
+if TYPE_CHECKING:
+    # The OpenTelemetry SDK is optional (the ``otel`` extra): it is imported only by the features
+    # that need it (lean spans, ``resource``, ``sampler()``), never when this module is.
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor
+    from opentelemetry.sdk.trace.sampling import Sampler
 
 __all__ = [
     "DEFAULT_SPAN_NAME",
@@ -105,6 +119,9 @@ SERVER_ERROR_CODES: Final = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
+
+
+_CLIENT_ERROR_CODES: Final = frozenset(set(grpc.StatusCode) - {grpc.StatusCode.OK})
 
 
 class TracingSpecError(ValueError):
@@ -158,7 +175,8 @@ class TracingSpec:
       ``on_start`` is not called. About a tenth of the SDK tracer's cost per span; see
       ``grpc_channel.interceptors._lean_spans`` for what differs. Sampling is then the policy's own
       rule alone (there is no provider sampler). You own the processor: shut it down (which flushes
-      it) when you are done. Cannot be combined with ``tracer_provider``.
+      it) when you are done. Cannot be combined with ``tracer_provider``. Needs the OpenTelemetry
+      SDK (the ``otel`` extra); without it, ``MissingExtraError`` (an ``ImportError``) names it.
     - ``resource`` (default ``None``): the resource of lean spans (only with ``span_processor``;
       a tracer provider carries its own). ``None`` means ``Resource.create()``, as a default
       ``TracerProvider`` would use.
@@ -241,6 +259,16 @@ class TracingSpec:
 
     def _check_lean(self) -> None:
         processor: object = self.span_processor
+        resource: object = self.resource
+        if processor is None and resource is None:
+            return
+        try:
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import SpanProcessor
+        except ImportError as exc:
+            raise missing_extra(
+                "TracingSpec(span_processor=..., resource=...)", "opentelemetry-sdk", "otel"
+            ) from exc
         if processor is not None:
             if not isinstance(processor, SpanProcessor):
                 raise TracingSpecError(
@@ -252,7 +280,6 @@ class TracingSpec:
                     "give tracer_provider or span_processor, not both: with span_processor the "
                     "policy builds its spans itself and uses no tracer provider"
                 )
-        resource: object = self.resource
         if resource is not None:
             if not isinstance(resource, Resource):
                 raise TracingSpecError(
@@ -286,8 +313,13 @@ class TracingSpec:
         """The equivalent SDK sampler, ``ParentBased(TraceIdRatioBased(sampling_rate))``.
 
         ``Tracing`` applies this rule itself; use this to give your own ``TracerProvider`` the same
-        rule for spans that are not gRPC calls.
+        rule for spans that are not gRPC calls. Needs the OpenTelemetry SDK: without it, raises
+        ``MissingExtraError`` (an ``ImportError``) naming the ``otel`` extra.
         """
+        try:
+            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        except ImportError as exc:
+            raise missing_extra("TracingSpec.sampler()", "opentelemetry-sdk", "otel") from exc
         return ParentBased(TraceIdRatioBased(self.sampling_rate))
 
 
@@ -354,6 +386,11 @@ def extract_trace_context(
 # --- the per-method and per-call records ----------------------------------------------------------
 
 _getrandbits: Final = random.getrandbits
+#: The clock of call durations (``ClientCall.started`` / ``ServerCall.started`` are on it); a
+#: module global so that a test can stand in a fake one.
+_clock: Callable[[], float] = time.monotonic
+#: Size of the low-64-bit trace id space TraceIdRatioBased compares against.
+_TRACE_ID_SPACE: Final = 1 << 64
 
 
 def _split_method(full_method: str) -> tuple[str, str]:
@@ -382,17 +419,29 @@ def _parse_peer(peer: str) -> tuple[str, int | None]:
     return host, int(port)
 
 
+#: What a duration histogram needs per recording: its ``record``, the factor from seconds to its
+#: unit, and the attribute set. A call's final code picks a tuple of these (one per histogram).
+_Emission = tuple[
+    Callable[[float, Mapping[str, AttributeValue]], None], float, Mapping[str, AttributeValue]
+]
+
+
 class _MethodInfo:
     """Everything about one method that does not change per call, computed once and cached."""
 
     __slots__ = (
         "active",
         "by_code",
+        "error_codes",
         "evicted",
+        "instruments",
         "method",
         "metric_attrs",
+        "mode",
+        "old_attrs",
         "span_attrs",
         "span_name",
+        "stable_attrs",
         "traced",
     )
 
@@ -401,43 +450,76 @@ class _MethodInfo:
         full_method: str,
         spec: TracingSpec,
         side_attrs: Mapping[str, AttributeValue],
+        side: _Side,
     ) -> None:
         self.method = full_method
         self.traced = full_method not in spec.exclude_methods
+        mode = self.mode = side.mode
+        self.instruments = side.instruments
+        self.error_codes = side.error_codes
         service, method = _split_method(full_method)
-        self.span_name = spec.span_name.format(
-            full_method=full_method.lstrip("/"), service=service, method=method
+        path = full_method.lstrip("/")
+        self.span_name = spec.span_name.format(full_method=path, service=service, method=method)
+        # Only the sets the mode needs are built: a record is made for every new method path.
+        old: dict[str, AttributeValue] = {}
+        if mode.old:
+            old["rpc.system"] = "grpc"
+            if service:
+                old["rpc.service"] = service
+            old["rpc.method"] = method
+        stable: dict[str, AttributeValue] = {}
+        if mode.stable:
+            stable["rpc.system.name"] = "grpc"
+            stable["rpc.method"] = path
+        # One attribute set for spans and the in-flight counter: under rpc/dup the union, where
+        # the stable ``rpc.method`` (the full method) overrides the old one (see ``_semconv``).
+        metric_attrs: Mapping[str, AttributeValue] = {**old, **stable, **side_attrs}
+        self.metric_attrs = metric_attrs
+        # The histograms' sets (each convention its own): the same as above unless under rpc/dup.
+        dup = mode is SemconvMode.DUP
+        self.old_attrs: Mapping[str, AttributeValue] = (
+            {**old, **side_attrs} if dup else metric_attrs
         )
-        base: dict[str, AttributeValue] = {"rpc.system": "grpc"}
-        if service:
-            base["rpc.service"] = service
-        base["rpc.method"] = method
-        self.metric_attrs: Mapping[str, AttributeValue] = {**base, **side_attrs}
-        # rpc.grpc.status_code starts as OK and is overwritten only when a call fails: a write
-        # at the end (lock + clean) would cost every successful call; the SDK copies the dict.
+        self.stable_attrs: Mapping[str, AttributeValue] = (
+            {**stable, **side_attrs} if dup else metric_attrs
+        )
+        # The status code starts as OK and is overwritten only when a call fails: a write at the
+        # end (lock + clean) would cost every successful call; the SDK copies the dict.
         # Read-only: lean spans share it until something is set on them.
-        self.span_attrs: Mapping[str, AttributeValue] = MappingProxyType(
-            {
-                **spec.attributes,
-                **base,
-                **side_attrs,
-                "rpc.grpc.status_code": 0,
-            }
-        )
-        # Metric attribute sets per final code, built on first use: recording then hashes a
-        # dict we already have instead of building one per call.
-        self.by_code: dict[grpc.StatusCode, Mapping[str, AttributeValue]] = {}
+        span_attrs = {**spec.attributes, **metric_attrs}
+        if mode.old:
+            span_attrs["rpc.grpc.status_code"] = 0
+        if mode.stable:
+            span_attrs["rpc.response.status_code"] = "OK"
+        self.span_attrs: Mapping[str, AttributeValue] = MappingProxyType(span_attrs)
+        # Histogram recordings per final code, built on first use: recording then hashes dicts
+        # we already have instead of building them per call.
+        self.by_code: dict[grpc.StatusCode, tuple[_Emission, ...]] = {}
         # Calls of this method in flight (guarded by the owning side's lock), and whether the
         # record has left its side's cache (then calls count in the side's ``orphans`` instead).
         self.active = 0
         self.evicted = False
 
-    def code_attrs(self, code: grpc.StatusCode) -> Mapping[str, AttributeValue]:
-        attrs = self.by_code.get(code)
-        if attrs is None:
-            attrs = {**self.metric_attrs, "rpc.grpc.status_code": code.value[0]}
-            self.by_code[code] = attrs
-        return attrs
+    def _code_attrs(self, stable: bool, code: grpc.StatusCode) -> Mapping[str, AttributeValue]:
+        if not stable:
+            return {**self.old_attrs, "rpc.grpc.status_code": code.value[0]}
+        if code in self.error_codes:
+            return {
+                **self.stable_attrs,
+                "rpc.response.status_code": code.name,
+                "error.type": code.name,
+            }
+        return {**self.stable_attrs, "rpc.response.status_code": code.name}
+
+    def emissions(self, code: grpc.StatusCode) -> tuple[_Emission, ...]:
+        """The histogram recordings of a call of this method that ended with ``code``."""
+        found = self.by_code.get(code)
+        if found is None:
+            found = self.by_code[code] = tuple(
+                (record, scale, self._code_attrs(stable, code))
+                for record, scale, stable in self.instruments
+            )
+        return found
 
 
 #: Durations buffered per side between collections; beyond it each call records its own. They
@@ -456,7 +538,7 @@ class _Collector:
     ``Tracing`` on that provider: the SDK hands back the first instrument of a name and drops
     the callbacks of later ones, so one callback must serve all of them."""
 
-    __slots__ = ("__weakref__", "dirty", "duration", "lock", "sides")
+    __slots__ = ("__weakref__", "dirty", "histograms", "lock", "meter", "side", "sides")
 
     def __init__(self, meter: metrics.Meter, side: str) -> None:
         # Live sides, for their in-flight counts; a policy that is dropped stops counting.
@@ -465,17 +547,50 @@ class _Collector:
         # durations of a policy dropped right after its calls are not lost.
         self.dirty: set[_Side] = set()
         self.lock = threading.Lock()
+        self.meter = meter
+        self.side = side
+        # Duration histograms by convention (False: old, ms; True: stable, s), made on first use
+        # so that a provider only shows the instruments of the conventions in use.
+        self.histograms: dict[bool, metrics.Histogram] = {}
         direction = "outgoing" if side == "client" else "incoming"
-        self.duration = meter.create_histogram(
-            f"rpc.{side}.duration",
-            unit="ms",
-            description=f"Duration of {direction} gRPC calls, from start to final status",
-        )
         meter.create_observable_up_down_counter(
             f"rpc.{side}.active_calls",
             callbacks=[self._collect],
             unit="{call}",
             description=f"{direction.capitalize()} gRPC calls in flight",
+        )
+
+    def instruments(
+        self, mode: SemconvMode
+    ) -> tuple[tuple[Callable[[float, Mapping[str, AttributeValue]], None], float, bool], ...]:
+        """``(record, seconds-to-unit factor, stable)`` per duration histogram ``mode`` emits."""
+        out = []
+        for stable in (False, True):
+            if not (mode.stable if stable else mode.old):
+                continue
+            with self.lock:
+                histogram = self.histograms.get(stable)
+                if histogram is None:
+                    histogram = self.histograms[stable] = self._histogram(stable)
+            out.append((histogram.record, 1.0 if stable else 1000.0, stable))
+        return tuple(out)
+
+    def _histogram(self, stable: bool) -> metrics.Histogram:
+        side = self.side
+        direction = "outgoing" if side == "client" else "incoming"
+        description = f"Duration of {direction} gRPC calls, from start to final status"
+        if stable:
+            return self.meter.create_histogram(
+                f"rpc.{side}.call.duration",
+                unit="s",
+                description=description,
+                explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+            )
+        return self.meter.create_histogram(
+            f"rpc.{side}.duration",
+            unit="ms",
+            description=description,
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS_MS),
         )
 
     def _collect(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -585,28 +700,43 @@ class _Side:
         "cache",
         "collector",
         "count",
+        "error_codes",
+        "instruments",
         "lock",
         "marked",
         "methods",
+        "mode",
         "orphans",
         "pending",
         "pending_sets",
     )
 
-    def __init__(self, provider: metrics.MeterProvider | None, side: str) -> None:
+    def __init__(
+        self, provider: metrics.MeterProvider | None, side: str, mode: SemconvMode
+    ) -> None:
         self.lock = threading.Lock()
+        self.mode = mode
+        # Codes that mark a call failed (``error.type`` on stable histograms): every code but OK
+        # for a client, SERVER_ERROR_CODES for a server (as for span status).
+        self.error_codes: frozenset[grpc.StatusCode] = (
+            _CLIENT_ERROR_CODES if side == "client" else SERVER_ERROR_CODES
+        )
         self.orphans: dict[str, _Orphaned] = {}
-        # Buffered durations per attribute set, keyed by the set's id: each entry holds its set,
-        # so the id cannot be reused while the entry lives.
-        self.pending: dict[int, tuple[Mapping[str, AttributeValue], array[float]]] = {}
+        # Buffered durations (seconds) per final-code recording tuple, keyed by the tuple's id:
+        # each entry holds its tuple, so the id cannot be reused while the entry lives.
+        self.pending: dict[int, tuple[tuple[_Emission, ...], array[float]]] = {}
         self.pending_sets = _PENDING_SETS_PER_METHOD * BoundedCache.default_capacity
         self.count = 0  # durations in ``pending``
         self.collector: _Collector | None = None
         # True while this side is in its collector's ``dirty`` set (guarded by ``lock``).
         self.marked = False
+        self.instruments: tuple[
+            tuple[Callable[[float, Mapping[str, AttributeValue]], None], float, bool], ...
+        ] = ()
         if provider is not None:
             self.collector = _collector(provider, side)
             self.collector.sides.add(self)
+            self.instruments = self.collector.instruments(mode)
         # Counts only matter with a collector; without one nothing needs to know of evictions.
         retire = _retirer(self.lock, self.orphans) if self.collector is not None else None
         self.cache: BoundedCache[str, _MethodInfo] = BoundedCache(on_evict=retire)
@@ -619,12 +749,10 @@ class _Side:
             pending, self.pending = self.pending, {}
             self.count = 0
             self.marked = False
-        collector = self.collector
-        if collector is not None:
-            record = collector.duration.record
-            for attrs, values in pending.values():
+        for emissions, values in pending.values():
+            for record, scale, attrs in emissions:
                 for value in values:
-                    record(value, attrs)
+                    record(value * scale, attrs)
 
     def begin(self, info: _MethodInfo) -> None:
         if self.collector is not None:
@@ -638,17 +766,17 @@ class _Side:
         collector = self.collector
         if collector is None:
             return
-        value = (time.monotonic() - started) * 1000.0
-        attrs = info.code_attrs(code)
+        value = _clock() - started
+        emissions = info.emissions(code)
         with self.lock:
             if info.evicted:
                 _orphan(self.orphans, info, -1)
             else:
                 info.active -= 1
             if self.count < _BUFFER_MAX:
-                slot = self.pending.get(id(attrs))
+                slot = self.pending.get(id(emissions))
                 if slot is None and len(self.pending) < self.pending_sets:
-                    slot = self.pending[id(attrs)] = (attrs, array("d"))
+                    slot = self.pending[id(emissions)] = (emissions, array("d"))
                 if slot is not None:
                     slot[1].append(value)
                     self.count += 1
@@ -657,7 +785,8 @@ class _Side:
                         with collector.lock:
                             collector.dirty.add(self)
                     return
-        collector.duration.record(value, attrs)
+        for record, scale, attrs in emissions:
+            record(value * scale, attrs)
 
 
 class Tracing(ClientPolicy, ServerPolicy):
@@ -665,8 +794,12 @@ class Tracing(ClientPolicy, ServerPolicy):
 
     ``Tracing(spec=None, *, target=None)``: ``spec`` defaults to ``TracingSpec()`` (sample every
     root call, global providers and propagator). ``target`` is the channel target (``host:port``)
-    for ``server.address``/``server.port`` on client spans; grpcio does not tell interceptors the
-    target, so without it those attributes are left out.
+    for ``server.address``/``server.port`` on client spans (and client metrics); grpcio does not
+    tell interceptors the target, so give it when you wrap a raw channel
+    (``compose(Tracing(spec, target=t)).wrap(grpc.insecure_channel(t))``). Without it, a span
+    takes the target from the call's options when there is one (``dial`` passes its target;
+    ``wrap(stub, target=...)`` too), and is left without those attributes otherwise.
+    ``mode`` is the :class:`SemconvMode` read from ``OTEL_SEMCONV_STABILITY_OPT_IN`` here, once.
 
     Use it in a chain (``compose(..., Tracing(spec), ...)``) or alone:
     ``Tracing(spec).client_interceptor()`` / ``.aio_client_interceptors()`` (a list) /
@@ -692,6 +825,7 @@ class Tracing(ClientPolicy, ServerPolicy):
         "_server",
         "_tracer",
         "_w3c",
+        "mode",
         "spec",
         "target",
     )
@@ -712,8 +846,9 @@ class Tracing(ClientPolicy, ServerPolicy):
         self.spec = spec
         self.target = target
         self._rate = spec.sampling_rate
-        # TraceIdRatioBased samples when the low 64 bits of the trace id are below rate * 2**64.
-        self._ratio_bound = TraceIdRatioBased.get_bound_for_rate(spec.sampling_rate)
+        # TraceIdRatioBased samples when the low 64 bits of the trace id are below rate * 2**64
+        # (rounded); computed here so that sampling needs no SDK.
+        self._ratio_bound = round(spec.sampling_rate * _TRACE_ID_SPACE)
         # The lean path (spec.span_processor) replaces the tracer for sampled spans.
         self._lean: LeanTracer | None = None
         if spec.span_processor is not None:
@@ -727,8 +862,10 @@ class Tracing(ClientPolicy, ServerPolicy):
         meter_provider = (
             (spec.meter_provider or metrics.get_meter_provider()) if spec.metrics else None
         )
-        self._client = _Side(meter_provider, "client")
-        self._server = _Side(meter_provider, "server")
+        # Read once: the conventions of a policy never change under it (see ``_semconv``).
+        self.mode = semconv_mode()
+        self._client = _Side(meter_provider, "client", self.mode)
+        self._server = _Side(meter_provider, "server", self.mode)
 
     def __repr__(self) -> str:
         return f"Tracing(sampling_rate={self._rate}, target={self.target!r})"
@@ -751,18 +888,16 @@ class Tracing(ClientPolicy, ServerPolicy):
     # -- method records ----------------------------------------------------------------------------
 
     def _client_info(self, full_method: str) -> _MethodInfo:
-        side: dict[str, AttributeValue] = {}
-        if self.target:
-            address, port = _parse_target(self.target)
-            if address:
-                side["server.address"] = address
-            if port is not None:
-                side["server.port"] = port
+        side = _target_attributes(self.target)
         # setdefault is atomic: threads racing on a method's first call share one record.
-        return self._client.cache.setdefault(full_method, _MethodInfo(full_method, self.spec, side))
+        return self._client.cache.setdefault(
+            full_method, _MethodInfo(full_method, self.spec, side, self._client)
+        )
 
     def _server_info(self, full_method: str) -> _MethodInfo:
-        return self._server.cache.setdefault(full_method, _MethodInfo(full_method, self.spec, {}))
+        return self._server.cache.setdefault(
+            full_method, _MethodInfo(full_method, self.spec, {}, self._server)
+        )
 
     # -- client ------------------------------------------------------------------------------------
 
@@ -774,13 +909,18 @@ class Tracing(ClientPolicy, ServerPolicy):
         parent = trace.get_current_span(parent_ctx).get_span_context()
         span: Span
         if self._sampled(parent):
+            attrs = info.span_attrs
+            if self.target is None and call.options is not None:
+                # No target given to the policy: a channel dialled by us, or a stub wrapped with
+                # ``target=``, still names it in the call's options record.
+                known = _target_attributes(getattr(call.options, "target", None))
+                if known:
+                    attrs = {**attrs, **known}
             lean = self._lean
             if lean is not None:
-                span = lean.start(info.span_name, parent, SpanKind.CLIENT, info.span_attrs)
+                span = lean.start(info.span_name, parent, SpanKind.CLIENT, attrs)
             else:
-                span = self._tracer.start_span(
-                    info.span_name, parent_ctx, SpanKind.CLIENT, info.span_attrs
-                )
+                span = self._tracer.start_span(info.span_name, parent_ctx, SpanKind.CLIENT, attrs)
         else:
             span = _unsampled_span(parent)
         call.span = span
@@ -813,7 +953,7 @@ class Tracing(ClientPolicy, ServerPolicy):
         code = call.code or grpc.StatusCode.UNKNOWN
         if span.is_recording():
             if code is not grpc.StatusCode.OK:
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                _set_code(span, info.mode, code)
                 span.set_attribute("error.type", code.name)
                 span.set_status(Status(StatusCode.ERROR, _status_description(code, call.details)))
             span.end()
@@ -857,7 +997,7 @@ class Tracing(ClientPolicy, ServerPolicy):
         code = call.code or grpc.StatusCode.UNKNOWN
         if span.is_recording():
             if code is not grpc.StatusCode.OK:
-                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                _set_code(span, info.mode, code)
             crash = _handler_crash(call)
             if crash is not None:
                 span.record_exception(crash)
@@ -868,6 +1008,14 @@ class Tracing(ClientPolicy, ServerPolicy):
                 span.set_status(Status(StatusCode.ERROR, _status_description(code, call.details)))
             span.end()
         self._server.end(info, code, call.started)
+
+
+def _set_code(span: Span, mode: SemconvMode, code: grpc.StatusCode) -> None:
+    """The final status code on a span, under the names ``mode`` emits."""
+    if mode.old:
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if mode.stable:
+        span.set_attribute("rpc.response.status_code", code.name)
 
 
 def _handler_crash(call: ServerCall) -> BaseException | None:
@@ -925,6 +1073,24 @@ def _peer_attributes(context: Any) -> dict[str, AttributeValue]:
 
 def _status_description(code: grpc.StatusCode, details: str | None) -> str:
     return f"{code.name}: {details}" if details else code.name
+
+
+@functools.lru_cache(maxsize=256)
+def _target_attributes(target: object) -> Mapping[str, AttributeValue]:
+    """``server.address``/``server.port`` for a channel target (empty for no target, or one
+    that is not a non-empty string). Cached: the same few targets come back on every call."""
+    if not isinstance(target, str) or not target:
+        return _NO_ATTRIBUTES
+    address, port = _parse_target(target)
+    found: dict[str, AttributeValue] = {}
+    if address:
+        found["server.address"] = address
+    if port is not None:
+        found["server.port"] = port
+    return MappingProxyType(found)
+
+
+_NO_ATTRIBUTES: Final[Mapping[str, AttributeValue]] = MappingProxyType({})
 
 
 def _parse_target(target: str) -> tuple[str, int | None]:

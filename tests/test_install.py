@@ -48,8 +48,13 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+_built: dict[str, pathlib.Path] = {}
+
+
+def build_wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """The project's wheel, built once per test process (other test modules reuse it)."""
+    if "wheel" in _built:
+        return _built["wheel"]
     # Built from a copy: setuptools reuses build/ in the source tree, which may hold stale files.
     source = tmp_path_factory.mktemp("source") / "grpc-channel"
     shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(*_NOT_SOURCE))
@@ -69,7 +74,44 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
         cwd=out,
     )
     (built,) = out.glob("grpc_channel-*.whl")
+    _built["wheel"] = built
     return built
+
+
+def venv_with_wheel(wheel: pathlib.Path, env_dir: pathlib.Path, *requirements: str) -> pathlib.Path:
+    """A fresh virtual environment with the wheel installed; returns its python.
+
+    ``requirements`` (exact pins such as ``protobuf==5.26.1``) are installed into it from the
+    package index, without their dependencies and as wheels only (pip's cache makes a repeat
+    cheap). Everything else (grpcio, protobuf, ...) is borrowed from the running environment by
+    a path entry that comes after the fresh environment's own packages, so a pinned requirement
+    shadows the borrowed copy. A path in a .pth is added as it is, so our editable install's own
+    .pth (which would put the repository on sys.path) is not processed there.
+    """
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    install = [*_PIP, "--python", str(python), "install", "--quiet", "--no-deps"]
+    # One pip run: its start-up is most of the cost. Only pinned requirements reach the index.
+    install += ["--only-binary", ":all:", *requirements] if requirements else ["--no-index"]
+    subprocess.run([*install, str(wheel)], check=True)
+    fresh_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (pathlib.Path(fresh_site) / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without what would point a fresh interpreter back here."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return build_wheel(tmp_path_factory)
 
 
 def test_wheel_installs_one_top_level_package(wheel: pathlib.Path) -> None:
@@ -91,37 +133,13 @@ def test_installed_wheel_imports_beside_a_users_own_packages(
     wheel: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
-    python = env_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    subprocess.run(
-        [
-            *_PIP,
-            "--python",
-            str(python),
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-index",
-            str(wheel),
-        ],
-        check=True,
-    )
-    # The fresh environment borrows the third-party packages (grpcio, protobuf, ...) from ours by
-    # a path entry: a path in a .pth is added as it is, so our editable install's own .pth (which
-    # would put the repository on sys.path) is not processed there.
-    fresh_site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    (pathlib.Path(fresh_site) / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python = venv_with_wheel(wheel, env_dir)
 
     project = tmp_path / "project"
     for own in ("interceptors", "benchmarks"):
         (project / own).mkdir(parents=True)
         (project / own / "__init__.py").write_text(f"WHO = 'the user {own}'\n")
-    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    environ = clean_environ()
     done = subprocess.run(
         [str(python), "-c", _IMPORT_ALL],
         cwd=project,

@@ -237,6 +237,70 @@ REFERENCE = _reference_classes()
 MESSAGES = _full_messages()
 
 
+def _dapr_api_messages() -> dict[str, Message]:
+    """One instance of every message the sidecar's Dapr API adds, every field set."""
+    request = MESSAGES["InvokeRequest"]
+    assert isinstance(request, common_pb2.InvokeRequest)
+    rule = runtime_pb2.PubsubSubscriptionRule(match='event.type == "big"', path="/orders/big")
+    rules = runtime_pb2.PubsubSubscriptionRules(
+        rules=[rule, runtime_pb2.PubsubSubscriptionRule(path="/d")]
+    )
+    subscription = runtime_pb2.PubsubSubscription(
+        pubsub_name="pubsub",
+        topic="orders",
+        metadata={"rawPayload": "true"},
+        rules=rules,
+        dead_letter_topic="orders-dead",
+        type=runtime_pb2.DECLARATIVE,
+    )
+    actors = runtime_pb2.ActiveActorsCount(type="cart", count=3)
+    component = runtime_pb2.RegisteredComponents(
+        name="pubsub", type="pubsub.redis", version="v1", capabilities=["TTL"]
+    )
+    endpoint = runtime_pb2.MetadataHTTPEndpoint(name="billing")
+    connection = runtime_pb2.AppConnectionProperties(
+        port=6000, protocol="grpc", channel_address="127.0.0.1", max_concurrency=8
+    )
+    return {
+        "InvokeServiceRequest": runtime_pb2.InvokeServiceRequest(id="orders", message=request),
+        "GetMetadataRequest": runtime_pb2.GetMetadataRequest(),
+        "GetMetadataResponse": runtime_pb2.GetMetadataResponse(
+            id="checkout",
+            active_actors_count=[actors],
+            registered_components=[component],
+            extended_metadata={"k": "v"},
+            subscriptions=[subscription],
+            http_endpoints=[endpoint],
+            app_connection_properties=connection,
+            runtime_version="grpc-channel/0.1.0",
+            enabled_features=["Feature"],
+        ),
+        "ActiveActorsCount": actors,
+        "RegisteredComponents": component,
+        "MetadataHTTPEndpoint": endpoint,
+        "AppConnectionProperties": connection,
+        "PubsubSubscription": subscription,
+        "PubsubSubscriptionRules": rules,
+        "PubsubSubscriptionRule": rule,
+    }
+
+
+def _dapr_api_reference() -> dict[str, type[Message]]:
+    """Dapr's classes for them (dapr 1.19 spreads them over invoke_pb2 and metadata_pb2)."""
+    from dapr.proto.runtime.v1 import invoke_pb2, metadata_pb2
+
+    classes: dict[str, type[Message]] = {"InvokeServiceRequest": invoke_pb2.InvokeServiceRequest}
+    for name in _dapr_api_messages():
+        if name != "InvokeServiceRequest":
+            classes[name] = getattr(metadata_pb2, name)
+    return classes
+
+
+# The Dapr API's messages join the generic checks above (coverage, numbers, round trips).
+MESSAGES.update(_dapr_api_messages())
+REFERENCE.update(_dapr_api_reference())
+
+
 def test_every_message_of_ours_is_covered() -> None:
     ours = {
         name
@@ -342,6 +406,28 @@ def test_method_paths_name_dapr_services_and_known_types() -> None:
             assert response.DESCRIPTOR.name == method.output_type.name
     with pytest.raises(KeyError, match="unknown AppCallback method path '/x/Y'; known paths"):
         appcallback.method_types("/x/Y")
+
+
+def test_dapr_api_paths_name_the_dapr_service_and_its_types() -> None:
+    from grpc_channel.sidecar import dapr_api
+
+    service = dapr_runtime.DESCRIPTOR.services_by_name["Dapr"]
+    served = {
+        dapr_api.INVOKE_SERVICE: (runtime_pb2.InvokeServiceRequest, "InvokeResponse"),
+        dapr_api.PUBLISH_EVENT: (runtime_pb2.PublishEventRequest, "Empty"),
+        dapr_api.GET_METADATA: (runtime_pb2.GetMetadataRequest, "GetMetadataResponse"),
+    }
+    for path, (request, response) in served.items():
+        method = service.methods_by_name[path.rsplit("/", 1)[1]]
+        assert f"/{service.full_name}/{method.name}" == path
+        assert method.input_type.name == request.DESCRIPTOR.name
+        assert method.output_type.name == response
+    # The subscription type's value names are Dapr's: text format prints them.
+    from dapr.proto.runtime.v1 import metadata_pb2
+
+    assert dict(runtime_pb2.PubsubSubscriptionType.items()) == dict(
+        metadata_pb2.PubsubSubscriptionType.items()
+    )
 
 
 def test_ours_and_dapr_load_in_one_process() -> None:

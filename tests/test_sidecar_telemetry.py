@@ -321,3 +321,42 @@ def test_a_refused_upstream_call_is_recorded_with_its_code(tel: Telemetry) -> No
     assert span.status.status_code is StatusCode.ERROR
     assert tel.histogram_counts(DURATION_METRIC) == {7: 1}
     assert tel.sum_value(ACTIVE_CALLS_METRIC) == 0
+
+
+@pytest.mark.parametrize("opt_in", ["rpc", "rpc/dup"])
+def test_stable_conventions_by_opt_in(
+    opt_in: str, tel: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``OTEL_SEMCONV_STABILITY_OPT_IN`` switches the RPC attributes (read when the observer is
+    built); the instrument names and buckets stay, and ``rpc/dup`` records each call once."""
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+    observer = _observer(tel)
+    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN")  # read once: later changes do not apply
+    observer.begin("/pkg.Svc/Do", "other", False, ()).end(grpc.StatusCode.OK)
+    observer.begin("/pkg.Svc/Do", "other", False, ()).end(grpc.StatusCode.UNAVAILABLE)
+
+    stable = {"rpc.system.name": "grpc", "rpc.method": "pkg.Svc/Do"}
+    old = {"rpc.system": "grpc", "rpc.service": "pkg.Svc"} if opt_in == "rpc/dup" else {}
+    ids = {"grpc_channel.app_id": "me", "grpc_channel.target_app_id": "other"}
+    points = tel.points(DURATION_METRIC)
+    assert sum(p.count for p in points) == 2
+    by_code = {p.attributes["rpc.response.status_code"]: dict(p.attributes) for p in points}
+    old_ok = {"rpc.grpc.status_code": 0} if old else {}
+    old_failed = {"rpc.grpc.status_code": 14} if old else {}
+    assert by_code["OK"] == {**ids, **old, **stable, **old_ok, "rpc.response.status_code": "OK"}
+    assert by_code["UNAVAILABLE"] == {
+        **ids,
+        **old,
+        **stable,
+        **old_failed,
+        "rpc.response.status_code": "UNAVAILABLE",
+        "error.type": "UNAVAILABLE",
+    }
+    assert {tuple(p.explicit_bounds) for p in points} == {DURATION_BUCKETS}
+    calls = {p.attributes["rpc.response.status_code"]: p.value for p in tel.points(CALLS_METRIC)}
+    assert calls == {"OK": 1, "UNAVAILABLE": 1}
+    spans = {(s.attributes or {})["rpc.response.status_code"]: s for s in tel.spans()}
+    assert set(spans) == {"OK", "UNAVAILABLE"}
+    ok_attrs = dict(spans["OK"].attributes or {})
+    assert ok_attrs["rpc.method"] == "pkg.Svc/Do" and ok_attrs["rpc.system.name"] == "grpc"
+    assert ("rpc.grpc.status_code" in ok_attrs) is bool(old)

@@ -27,7 +27,7 @@ from grpc_channel.defaults import OptionError
 from grpc_channel.encoding import get_codec
 from grpc_channel.interceptors._errors import LocalRpcError
 from grpc_channel.metadata import Metadata
-from grpc_channel.stubs import stub_methods, wrap
+from grpc_channel.stubs import bind, stub_methods, wrap
 
 AIO = [pytest.param(False, id="sync"), pytest.param(True, id="aio")]
 
@@ -321,3 +321,97 @@ def test_a_misspelt_grpcio_keyword_is_refused_not_dropped(aio: bool) -> None:
 
     with serve() as (port, _):
         asyncio.run(main(port))
+
+
+@pytest.mark.parametrize("aio", AIO)
+def test_bound_options_apply_on_all_four_shapes(aio: bool) -> None:
+    """bind(stub.Method, *options): the bound options reach the server (metadata), capture the
+    response headers and trailers, and come after the stub's defaults and before per-call ones."""
+    pb2, pb2_grpc = echo_modules()
+
+    async def main(port: int) -> None:
+        target = f"127.0.0.1:{port}"
+        channel: Any = grpc.aio.insecure_channel(target) if aio else grpc.insecure_channel(target)
+        try:
+            stub = wrap(pb2_grpc.EchoStub(channel), call_metadata("x-order", "default"))
+            md, tr, finished = Metadata(), Metadata(), []
+            bound_opts = (
+                call_metadata("x-bound", "b", "x-order", "bound"),
+                header(md),
+                trailer(tr),
+                on_finish(finished.append),
+                timeout(10),
+            )
+            unary = bind(stub.Unary, *bound_opts)
+            server_stream = bind(stub.ServerStream, *bound_opts)
+            client_stream = bind(stub.ClientStream, *bound_opts)
+            bidi = bind(stub.Bidi, *bound_opts)
+            assert repr(unary).startswith("<bound <wrapped ") and "5 call option(s)" in repr(unary)
+
+            async def wait(value: Any) -> Any:
+                return await value if aio else value
+
+            async def collect(it: Any) -> list[Any]:
+                return [r async for r in it] if aio else list(it)
+
+            reply = await wait(unary(pb2.EchoRequest(text="u"), call_metadata("x-order", "call")))
+            assert reply.text == "u" and md.get("x-echo") == ["u"]
+            assert tr.get("x-trailer") == ["done"]
+            replies = await collect(server_stream(pb2.EchoRequest(text="s", count=2)))
+            assert [r.index for r in replies] == [0, 1] and md.get("x-echo") == ["s"]
+            reply = await wait(client_stream(iter([pb2.EchoRequest(text="a")]), timeout=5))
+            assert reply.text == "a" and md.get("x-echo") == ["a"]
+            replies = await collect(bidi(iter([pb2.EchoRequest(text="c")])))
+            assert [r.text for r in replies] == ["c"] and md.get("x-echo") == ["bidi"]
+            assert finished == [None, None, None, None]
+        finally:
+            if aio:
+                await channel.close(None)
+            else:
+                channel.close()
+
+    with serve() as (port, servicer):
+        asyncio.run(main(port))
+    assert len(servicer.seen_pairs) == 4
+    assert all(("x-bound", "b") in pairs for pairs in servicer.seen_pairs)
+    order = [[v for k, v in pairs if k == "x-order"] for pairs in servicer.seen_pairs]
+    assert order[0] == ["default", "bound", "call"]
+    assert order[1:] == [["default", "bound"]] * 3
+
+
+@pytest.mark.parametrize("aio", AIO)
+def test_bound_timeout_applies(aio: bool) -> None:
+    pb2, pb2_grpc = echo_modules()
+
+    async def main(port: int) -> None:
+        target = f"127.0.0.1:{port}"
+        channel: Any = grpc.aio.insecure_channel(target) if aio else grpc.insecure_channel(target)
+        try:
+            finished: list[BaseException | None] = []
+            slow = bind(wrap(pb2_grpc.EchoStub, channel).Unary, timeout(0.2))
+            with pytest.raises(grpc.RpcError) as caught:
+                result = slow(pb2.EchoRequest(text="wait"), on_finish(finished.append))
+                if aio:
+                    await result
+            assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert len(finished) == 1 and finished[0] is caught.value
+        finally:
+            if aio:
+                await channel.close(None)
+            else:
+                channel.close()
+
+    with serve() as (port, _):
+        asyncio.run(main(port))
+
+
+def test_bind_refusals() -> None:
+    _, pb2_grpc = echo_modules()
+    with grpc.insecure_channel("127.0.0.1:1") as channel:
+        stub = wrap(pb2_grpc.EchoStub(channel))
+        with pytest.raises(OptionError, match=r"bind: got .*MultiCallable; pass a method of a"):
+            bind(pb2_grpc.EchoStub(channel).Unary, timeout(1))
+        with pytest.raises(OptionError, match="bind: got str as a call option"):
+            bind(stub.Unary, timeout(1), "x-key")  # type: ignore[arg-type]
+        with pytest.raises(OptionError, match="bind: got NoneType"):
+            bind(None, timeout(1))  # type: ignore[call-overload]

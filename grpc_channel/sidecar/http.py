@@ -12,6 +12,11 @@
 - any other path: 404; any other verb on any path: 405 with ``Allow: GET, HEAD``
   (HEAD answers as GET without a body).
 
+``/metrics`` needs the OpenTelemetry SDK and the Prometheus exporter (``prometheus_client``), which
+come with the ``sidecar`` extra (``pip install 'grpc-channel[sidecar]'``); they are imported when
+metrics are asked for, so the health endpoints work without them, and asking for metrics without
+them raises :class:`~grpc_channel.interceptors.MissingExtraError` naming the extra.
+
 It is the standard library's ``ThreadingHTTPServer`` in a daemon thread rather than a web
 framework: four fixed GET routes need no routing, parsing or async server, and a new runtime
 dependency for them would weigh on every user of the package. Requests are not logged (a
@@ -26,13 +31,15 @@ import logging
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
-from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from grpc_channel.interceptors import MissingExtraError
+
+if TYPE_CHECKING:
+    # Optional (the ``sidecar`` extra): imported where metrics are served, see the module docs.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.resources import Resource
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["HEALTH_PATHS", "METRICS_PATH", "SidecarHttp", "prometheus_meter_provider"]
 
@@ -53,13 +60,28 @@ def prometheus_meter_provider(
     building several in one process (tests, several sidecars) neither fails with "Duplicated
     timeseries" nor mixes their metrics. Pass the registry to :class:`SidecarHttp` and the
     provider to :class:`~grpc_channel.sidecar.telemetry.SidecarTelemetry`; call the provider's
-    ``shutdown()`` when done. ``resource`` defaults to the SDK's default resource.
+    ``shutdown()`` when done. ``resource`` defaults to the SDK's default resource. Without the
+    ``sidecar`` extra installed, raises :class:`~grpc_channel.interceptors.MissingExtraError`.
     """
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+        from prometheus_client import CollectorRegistry
+    except ImportError as exc:
+        raise _missing("prometheus_meter_provider()") from exc
     registry = CollectorRegistry(auto_describe=True)
     reader = PrometheusMetricReader(registry=registry)
     if resource is None:
         return MeterProvider(metric_readers=[reader]), registry
     return MeterProvider(metric_readers=[reader], resource=resource), registry
+
+
+def _missing(feature: str) -> MissingExtraError:
+    return MissingExtraError(
+        f"{feature} needs opentelemetry-sdk, opentelemetry-exporter-prometheus and "
+        "prometheus_client, which are not installed; install them with "
+        "pip install 'grpc-channel[sidecar]'"
+    )
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -108,6 +130,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 ok = False
             self._send(204) if ok else self._send(503, b"not healthy\n")
         elif path == METRICS_PATH and self.server.registry is not None:
+            # Imported when the registry was given or looked up, so this cannot fail here.
+            from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
             try:
                 body = generate_latest(self.server.registry)
             except Exception:
@@ -139,8 +164,10 @@ class SidecarHttp:
     thread-safe and quick). ``host`` defaults to ``127.0.0.1`` (loopback only: expose it with
     care, the metrics name apps and methods); ``port`` 0 (the default) picks a free one.
     ``metrics`` (default True) serves ``/metrics`` from ``registry`` (default: prometheus_client's
-    global ``REGISTRY``). :meth:`start` returns the bound port; :meth:`stop` closes the socket
-    and joins the thread, and may be called more than once. Also a context manager.
+    global ``REGISTRY``); with ``metrics=True`` and no ``prometheus_client`` installed, raises
+    :class:`~grpc_channel.interceptors.MissingExtraError` naming the ``sidecar`` extra.
+    :meth:`start` returns the bound port; :meth:`stop` closes the socket and joins the thread,
+    and may be called more than once. Also a context manager.
     """
 
     def __init__(
@@ -158,15 +185,22 @@ class SidecarHttp:
             raise ValueError(f"host must be a non-empty host name or address, got {host!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int in 0..65535 (0: any free port), got {port!r}")
-        if registry is not None and not isinstance(registry, CollectorRegistry):
-            raise TypeError(
-                f"registry must be a prometheus_client CollectorRegistry or None, got "
-                f"{type(registry).__name__}"
-            )
+        self._registry: CollectorRegistry | None = None
+        if metrics:
+            try:
+                from prometheus_client import REGISTRY, CollectorRegistry
+                from prometheus_client.exposition import generate_latest  # noqa: F401
+            except ImportError as exc:
+                raise _missing("SidecarHttp(metrics=True)") from exc
+            if registry is not None and not isinstance(registry, CollectorRegistry):
+                raise TypeError(
+                    f"registry must be a prometheus_client CollectorRegistry or None, got "
+                    f"{type(registry).__name__}"
+                )
+            self._registry = registry or REGISTRY
         self._healthy = healthy
         self.host = host
         self._requested_port = port
-        self._registry = (registry or REGISTRY) if metrics else None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

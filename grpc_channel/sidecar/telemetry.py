@@ -30,11 +30,22 @@
   ``grpc_channel.sidecar.active_calls`` up-down counter ``{call}`` all but the status code
   ===================================== ============== ======== =============================
 
-  The duration histogram's buckets are :data:`DURATION_BUCKETS` (50 µs to 10 s), given as the
-  instrument's ``explicit_bucket_boundaries_advisory``: the SDK's default buckets start at 5 (ms
-  or s), which would put every loopback proxy hop (well under a millisecond of our time) in the
-  first bucket. A :class:`~opentelemetry.sdk.metrics.view.View` configured on the provider still
-  wins over the advisory.
+  The duration histogram's buckets are :data:`DURATION_BUCKETS` (50 µs to 10 s; the one list the
+  interceptors' duration histograms use too), given as the instrument's
+  ``explicit_bucket_boundaries_advisory``: the SDK's default buckets start at 5 (ms or s), which
+  would put every loopback proxy hop (well under a millisecond of our time) in the first bucket.
+  A :class:`~opentelemetry.sdk.metrics.view.View` configured on the provider still wins over the
+  advisory.
+
+- the RPC attribute names follow ``OTEL_SEMCONV_STABILITY_OPT_IN``, read once when the
+  :class:`SidecarTelemetry` is built (see :mod:`grpc_channel.interceptors._semconv`). By default
+  (the names above, :data:`METRIC_KEYS`): ``rpc.system="grpc"``, ``rpc.service``, ``rpc.method``
+  (``"Method"``) and ``rpc.grpc.status_code`` (int). With ``rpc``: ``rpc.system.name="grpc"``,
+  ``rpc.method`` (``"pkg.Service/Method"``), ``rpc.response.status_code`` (the code's name,
+  ``"OK"``) and, on failed calls, ``error.type`` (the code's name) on the histogram and counter
+  too. With ``rpc/dup``: the union, where ``rpc.method`` takes the stable value (both
+  conventions name the duration histogram ``rpc.server.call.duration`` in seconds, so each call
+  is recorded once, not twice). The instrument names do not change.
 
 The observer never raises into the proxy: a failure inside it is logged at DEBUG and the call
 goes on (the span or metric for that call may then be missing).
@@ -54,7 +65,14 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from grpc_channel.interceptors import MetadataPairs, extract_trace_context, inject_trace_context
+from grpc_channel.interceptors import (
+    DURATION_BUCKETS,
+    MetadataPairs,
+    SemconvMode,
+    extract_trace_context,
+    inject_trace_context,
+    semconv_mode,
+)
 
 from .observer import ProxiedCall, ProxyObserver
 
@@ -67,6 +85,9 @@ __all__ = [
     "SidecarTelemetry",
 ]
 
+# DURATION_BUCKETS (re-exported): the explicit bucket boundaries of DURATION_METRIC, seconds,
+# 50 µs .. 10 s; defined once, in grpc_channel.interceptors._semconv.
+
 _log = logging.getLogger(__name__)
 
 _INSTRUMENTATION_NAME: Final = "grpc_channel.sidecar"
@@ -78,35 +99,14 @@ CALLS_METRIC: Final = "grpc_channel.sidecar.calls"
 #: Up-down counter of proxied calls in flight.
 ACTIVE_CALLS_METRIC: Final = "grpc_channel.sidecar.active_calls"
 
-#: Explicit bucket boundaries of :data:`DURATION_METRIC`, seconds: 50 µs .. 10 s.
-DURATION_BUCKETS: Final[tuple[float, ...]] = (
-    0.00005,
-    0.0001,
-    0.00025,
-    0.0005,
-    0.00075,
-    0.001,
-    0.0025,
-    0.005,
-    0.0075,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-
 _APP_ID: Final = "grpc_channel.app_id"
 _TARGET_APP_ID: Final = "grpc_channel.target_app_id"
 _TARGET_LOCAL: Final = "grpc_channel.target_local"
 _STATUS_CODE: Final = "rpc.grpc.status_code"
+_STABLE_STATUS_CODE: Final = "rpc.response.status_code"
 
-#: The attribute keys of the metrics (the active-calls counter has all but the status code).
+#: The attribute keys of the metrics by default (the active-calls counter has all but the status
+#: code); ``OTEL_SEMCONV_STABILITY_OPT_IN`` changes the RPC ones (see the module docs).
 METRIC_KEYS: Final[tuple[str, ...]] = (
     _APP_ID,
     _TARGET_APP_ID,
@@ -133,10 +133,11 @@ def _split_method(full_method: str) -> tuple[str, str]:
 class _Call:
     """One observed call: its span, start time and metric attributes; ends once."""
 
-    __slots__ = ("_attrs", "_ended", "_lock", "_owner", "_span", "_started")
+    __slots__ = ("_attrs", "_ended", "_lock", "_mode", "_owner", "_span", "_started")
 
     def __init__(self, owner: SidecarTelemetry, span: Span, attrs: dict[str, AttributeValue]):
         self._owner = owner
+        self._mode = owner.mode
         self._span = span
         self._attrs = attrs
         self._started = _clock()
@@ -166,15 +167,22 @@ class _Call:
             self._ended = True
         try:
             elapsed = _clock() - self._started
-            number = code.value[0]
-            self._span.set_attribute(_STATUS_CODE, number)
+            mode = self._mode
+            codes: dict[str, AttributeValue] = {}
+            if mode.old:
+                codes[_STATUS_CODE] = code.value[0]
+            if mode.stable:
+                codes[_STABLE_STATUS_CODE] = code.name
+            self._span.set_attributes(codes)
             if code is not grpc.StatusCode.OK:
                 self._span.set_attribute("error.type", code.name)
                 self._span.set_status(Status(StatusCode.ERROR, code.name))
+                if mode.stable:  # the stable conventions mark failed calls on metrics too
+                    codes["error.type"] = code.name
             self._span.end()
             owner = self._owner
             owner._active.add(-1, self._attrs)
-            ended = {**self._attrs, _STATUS_CODE: number}
+            ended = {**self._attrs, **codes}
             owner._calls.add(1, ended)
             owner._duration.record(elapsed, ended)
         except Exception:
@@ -200,7 +208,8 @@ class SidecarTelemetry(ProxyObserver):
     """Spans and RPC metrics for the calls a sidecar for ``app_id`` proxies (see module docs).
 
     ``tracer_provider`` and ``meter_provider`` default to the global ones (looked up once, here;
-    the API's global providers are proxies, so one set later still takes effect). Pass it as
+    the API's global providers are proxies, so one set later still takes effect). The semantic
+    conventions (``mode``) come from ``OTEL_SEMCONV_STABILITY_OPT_IN``, read here once. Pass it as
     ``Sidecar(..., observer=SidecarTelemetry(app_id))``. Thread-safe.
     """
 
@@ -214,6 +223,7 @@ class SidecarTelemetry(ProxyObserver):
         if not isinstance(app_id, str) or not app_id.strip():
             raise ValueError(f"app_id must be a non-empty string, got {app_id!r}")
         self.app_id = app_id
+        self.mode: SemconvMode = semconv_mode()
         self._tracer = trace.get_tracer(_INSTRUMENTATION_NAME, tracer_provider=tracer_provider)
         meter = metrics.get_meter(_INSTRUMENTATION_NAME, meter_provider=meter_provider)
         self._duration = meter.create_histogram(
@@ -238,13 +248,13 @@ class SidecarTelemetry(ProxyObserver):
         """Open the call's span (parent: the caller's W3C context) and count it in flight."""
         try:
             service, name = _split_method(method)
-            attrs: dict[str, AttributeValue] = {
-                _APP_ID: self.app_id,
-                _TARGET_APP_ID: target_app,
-                "rpc.system": "grpc",
-                "rpc.service": service,
-                "rpc.method": name,
-            }
+            attrs: dict[str, AttributeValue] = {_APP_ID: self.app_id, _TARGET_APP_ID: target_app}
+            if self.mode.old:
+                attrs.update({"rpc.system": "grpc", "rpc.service": service, "rpc.method": name})
+            if self.mode.stable:
+                # Under rpc/dup the stable rpc.method (the full method) replaces the old one.
+                full = f"{service}/{name}" if service else name
+                attrs.update({"rpc.system.name": "grpc", "rpc.method": full})
             parent = extract_trace_context(incoming, propagator=_W3C)
             span = self._tracer.start_span(
                 method[1:] if method.startswith("/") else method,

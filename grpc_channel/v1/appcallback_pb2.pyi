@@ -3,8 +3,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -83,7 +82,7 @@ class BulkSubscribeConfig(_message.Message):
     enabled: bool
     max_messages_count: int
     max_await_duration_ms: int
-    def __init__(self, enabled: _Optional[bool] = ..., max_messages_count: _Optional[int] = ..., max_await_duration_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, enabled: bool = ..., max_messages_count: _Optional[int] = ..., max_await_duration_ms: _Optional[int] = ...) -> None: ...
 
 class TopicRoutes(_message.Message):
     __slots__ = ("rules", "default")
