@@ -163,14 +163,20 @@ def sidecar_process(
 
 
 class RecordingApp:
-    """A dapr SDK ``App`` in its own process that records the events of its one subscription
-    (pubsub ``pubsub``, topic ``topic``, default ``orders``); :meth:`events` asks it (through
-    OnInvoke ``events``) for ``[{"topic", "data", "id"}, ...]`` in arrival order."""
+    """A dapr SDK ``App`` in its own process that records the events of its subscription (pubsub
+    ``pubsub``, topic ``topic``, default ``orders``) and of that subscription's dead-letter topic
+    ``<topic>-dead``; :meth:`events` asks it (through OnInvoke ``events``) for
+    ``[{"topic", "data", "id", "handler"}, ...]`` in arrival order, ``handler`` being ``"topic"``
+    or ``"dead"``.
 
-    def __init__(self, topic: str = "orders") -> None:
+    The subscription allows one delivery attempt (``retryMaxAttempts: 1``): a failed attempt goes
+    to the dead-letter topic at once, so a test sees any attempt that should not have counted.
+    ``port`` (default: a free one) lets a second app take the place of a stopped one."""
+
+    def __init__(self, topic: str = "orders", port: int | None = None) -> None:
         from support_harness import free_port
 
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.topic = topic
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -219,9 +225,9 @@ class RecordingApp:
 
 
 @contextlib.contextmanager
-def recording_app(topic: str = "orders") -> Iterator[RecordingApp]:
+def recording_app(topic: str = "orders", port: int | None = None) -> Iterator[RecordingApp]:
     """A started :class:`RecordingApp`, stopped afterwards."""
-    app = RecordingApp(topic)
+    app = RecordingApp(topic, port)
     try:
         yield app.start()
     finally:
@@ -237,13 +243,24 @@ def _serve_recording_app(port: int, topic: str) -> None:
     seen: list[dict[str, Any]] = []
     lock = threading.Lock()
 
-    @app.subscribe(pubsub_name="pubsub", topic=topic)  # type: ignore[untyped-decorator]
-    def orders(event: Any) -> Any:
+    def record(event: Any, handler: str) -> Any:
         data = event.Data()
         text = data.decode() if isinstance(data, bytes) else str(data)
+        record = {"topic": event.Subject(), "data": text, "id": event.EventID(), "handler": handler}
         with lock:
-            seen.append({"topic": event.Subject(), "data": text, "id": event.EventID()})
+            seen.append(record)
         return TopicEventResponse("success")
+
+    dead = f"{topic}-dead"
+    one_attempt = {"retryMaxAttempts": "1"}
+
+    @app.subscribe("pubsub", topic, metadata=one_attempt, dead_letter_topic=dead)  # type: ignore[untyped-decorator]
+    def orders(event: Any) -> Any:
+        return record(event, "topic")
+
+    @app.subscribe(pubsub_name="pubsub", topic=dead)  # type: ignore[untyped-decorator]
+    def dead_letters(event: Any) -> Any:
+        return record(event, "dead")
 
     @app.method("events")  # type: ignore[untyped-decorator]
     def events(request: Any) -> Any:

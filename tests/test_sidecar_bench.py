@@ -27,13 +27,17 @@ def test_main_runs_every_arm_and_writes_the_json_report(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "sidecar.json"
-    # The candidate is the current proxy again: its arms must run like the others.
+    # The candidate is the current proxy again, with the echo app's unary method declared: its
+    # arms take the unary path and must run like the others.
     candidate = "--candidate=grpc_channel.sidecar:Sidecar"
-    assert bench.main([*TINY, candidate, f"--json-out={out}"]) == 0
+    declared = "--candidate-declare-unary"
+    assert bench.main([*TINY, candidate, declared, f"--json-out={out}"]) == 0
 
     report = json.loads(out.read_text())
     assert report["schema"] == bench.SCHEMA
     assert report["failures"] == 0
+    assert report["settings"]["candidate_declare_unary"] is True
+    assert report["settings"]["declare_unary"] is False
     assert report["settings"]["rounds"] == 2
     assert report["settings"]["stream_messages"] == 30
     rows = {(row["measurement"], row["arm"]): row for row in report["rows"]}
@@ -116,3 +120,22 @@ def test_bench_variants_call_through_their_own_sidecars(hops: int) -> None:
             assert [caller.call() for _ in range(3)] == ["OK"] * 3
         finally:
             caller.close()
+
+
+def test_grpc_channel_bench_preset_sidecar_runs_this_benchmark(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from grpc_channel.bench import cli
+
+    # A stand-in for this module's main (a real run is the test above): the preset must hand
+    # over to it, with the rounds when given, and return its exit code.
+    calls: list[list[str]] = []
+
+    def fake_main(argv: list[str] | None = None) -> int:
+        calls.append(list(argv or []))
+        return 7
+
+    monkeypatch.setattr(bench, "main", fake_main)
+    assert cli.main(["--preset", "sidecar", "--rounds", "3"]) == 7
+    assert cli.main(["--preset", "sidecar"]) == 7
+    assert calls == [["--rounds", "3"], []]

@@ -26,6 +26,7 @@ from support_sidecar import (
 from grpc_channel.aio import AsyncChannel
 from grpc_channel.interceptors import MetadataPairs
 from grpc_channel.sidecar import PeersResolver, Sidecar
+from grpc_channel.sidecar.proxy import AdmittedCall, UnaryReply
 
 OWN = "dapr-caller-app-id"
 
@@ -191,16 +192,91 @@ def test_unary_to_an_unknown_id_is_not_found_naming_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "error", "message"),
+    ("args", "kwargs", "error", "message"),
     [
-        ((APP, "no-slash", b"x"), ValueError, "method"),
-        ((APP, UU, "text"), TypeError, "request must be bytes"),
-        (("", UU, b"x"), ValueError, "app_id"),
+        ((APP, "no-slash", b"x"), {}, ValueError, "method"),
+        ((APP, UU, "text"), {}, TypeError, "request must be bytes"),
+        (("", UU, b"x"), {}, ValueError, "app_id"),
+        ((APP, UU, b"x"), {"caller": " peer"}, ValueError, "caller"),
+        ((APP, UU, b"x"), {"caller": ""}, ValueError, "caller"),
+        ((APP, UU, b"x"), {"admission": object()}, ValueError, "admission"),
     ],
 )
-def test_unary_bad_arguments_are_refused(args: Any, error: type, message: str) -> None:
+def test_unary_bad_arguments_are_refused(
+    args: Any, kwargs: dict[str, Any], error: type, message: str
+) -> None:
     with mesh() as m, pytest.raises(error, match=message):
-        m.loop.run(m.app_sidecar.unary(*args))
+        m.loop.run(m.app_sidecar.unary(*args, **kwargs))
+
+
+@pytest.mark.parametrize("local", [True, False], ids=["own-app", "via-its-sidecar"])
+def test_unary_call_returns_the_apps_headers_and_trailers(local: bool) -> None:
+    with mesh() as m:
+        sidecar = m.app_sidecar if local else m.front_sidecar
+        request = b"header=x-h:1,x-h-bin:00ff;trailer=x-t:2"
+        result = m.loop.run(sidecar.unary_call(APP, UU, request))
+        assert isinstance(result, UnaryReply)
+        assert result.reply == b"echo:" + request
+        assert ("x-h", "1") in result.headers and ("x-h-bin", b"\x00\xff") in result.headers
+        assert ("x-t", "2") in result.trailers
+        assert not [k for k, _ in (*result.headers, *result.trailers) if k.startswith(":")]
+        # A failure carries the app's headers and trailers on the error.
+        failing = b"header=x-h:3;trailer=x-t:4;abort=ABORTED:busy"
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            m.loop.run(sidecar.unary_call(APP, UU, failing))
+        err = raised.value
+        assert (err.code(), err.details()) == (grpc.StatusCode.ABORTED, "busy")
+        assert ("x-h", "3") in list(err.initial_metadata())
+        assert ("x-t", "4") in list(err.trailing_metadata())
+
+
+def test_unary_honours_caller_only_on_delivery_to_the_own_app() -> None:
+    with mesh() as m:
+        forged: MetadataPairs = (("dapr-caller-app-id", "forged"),)
+        m.loop.run(m.app_sidecar.unary(APP, UU, b"a", caller="peer", metadata=forged))
+        m.loop.run(m.app_sidecar.unary(APP, UU, b"b", metadata=forged))
+        m.loop.run(m.front_sidecar.unary(APP, UU, b"c", caller="peer"))
+        callers = [seen.metadata[OWN] for seen in m.rec.seen]
+        # The previous hop's id for the own app; the own id otherwise (a forged key is dropped;
+        # a call to another app always names this app).
+        assert callers == ["peer", APP, FRONT]
+        assert all(_tokens(seen.pairs) == [APP_TOKEN] for seen in m.rec.seen)
+
+
+def test_admit_caps_and_observes_and_its_unary_calls_use_the_same_place() -> None:
+    observer = _Recording()
+    with mesh(app_kw={"observer": observer, "max_in_flight": 1}) as m:
+        sidecar = m.app_sidecar
+
+        async def run() -> tuple[int, int, bytes]:
+            admitted = sidecar.admit("/svc.Api/Do", APP, (("traceparent", "ignored"),))
+            assert isinstance(admitted, AdmittedCall) and not admitted.ended
+            held = sidecar.in_flight
+            with pytest.raises(grpc.aio.AioRpcError) as full:
+                sidecar.admit("/svc.Api/Do", APP)
+            assert full.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "max_in_flight=1" in (full.value.details() or "")
+            reply = await sidecar.unary(APP, UU, b"x", admission=admitted)
+            during = sidecar.in_flight
+            admitted.end(grpc.StatusCode.OK)
+            admitted.end(grpc.StatusCode.INTERNAL)  # only the first end counts
+            with pytest.raises(ValueError, match="admission"):
+                await sidecar.unary(APP, UU, b"x", admission=admitted)
+            return held, during, reply
+
+        held, during, reply = m.loop.run(run())
+        assert (held, during, reply) == (1, 1, b"echo:x")
+        assert sidecar.in_flight == 0
+        assert observer.log == [
+            ("begin", "/svc.Api/Do", APP, True),
+            ("end", "/svc.Api/Do", APP, True, grpc.StatusCode.OK),
+        ]
+        (seen,) = m.rec.seen
+        assert seen.metadata.get("x-observed") == "yes"  # the observer's metadata went upstream
+        with pytest.raises(ValueError, match="target_app"):
+            sidecar.admit("/svc.Api/Do", " ")
+        with pytest.raises(ValueError, match="method"):
+            sidecar.admit("no-slash", APP)
 
 
 # --- add_services ---------------------------------------------------------------------------------

@@ -8,12 +8,15 @@ The module's mesh, every process on 127.0.0.1::
     caller -> sidecar "svc"  (B) --peers--> sidecar "dapr" (A) -> dapr SDK App
 
 Both sidecars share the cluster token (``DAPR_API_TOKEN``, demanded from callers and presented to
-peers) and present ``APP_API_TOKEN`` to their app; one peers file names both.
+peers) and present ``APP_API_TOKEN`` to their app; one peers file names both. A third sidecar,
+"edge" (:class:`Edge`), has tight limits, no cluster token and a peers file of its own that tests
+rewrite; tests that stop a sidecar or an app start their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -33,6 +36,7 @@ from grpc_status import rpc_status
 from support_dapr_app import DaprApp, running_dapr_app
 from support_harness import (
     SHAPES,
+    SS,
     UU,
     bad_request_detail,
     call_sync,
@@ -53,7 +57,8 @@ from grpc_channel.appcallback import ON_INVOKE
 from grpc_channel.pubsub import envelope_for_publish
 from grpc_channel.pubsub.brokers import load_component_file
 from grpc_channel.sidecar import serve
-from grpc_channel.v1 import common_pb2
+from grpc_channel.sidecar.dapr_api import GET_METADATA
+from grpc_channel.v1 import common_pb2, runtime_pb2
 
 CLUSTER = "cluster-secret"
 APP_SECRET = "app-secret"
@@ -312,43 +317,181 @@ def test_the_app_gets_the_app_token_once_and_never_the_callers(
 # -- load, failure, shutdown ----------------------------------------------------------------------
 
 
-def test_1000_concurrent_calls_through_two_sidecars_each_matched(mesh: ProcessMesh) -> None:
-    async def run() -> list[tuple[bytes, bytes]]:
-        async with grpc.aio.insecure_channel(mesh.a.target) as channel:
-            call = channel.unary_unary(UU)
+def test_1000_concurrent_unary_and_stream_calls_through_two_sidecars_each_matched(
+    mesh: ProcessMesh,
+) -> None:
+    """Half unary, half bidi streams of two messages, all at once on one aio channel: every
+    reply belongs to its own call, in order (dapr#4537 mixed up concurrent streams)."""
 
-            async def one(i: int) -> tuple[bytes, bytes]:
-                request = b"plain;header=;trailer=;id=%d" % i
-                reply: bytes = await call(request, metadata=_md(), timeout=60)
-                return request, reply
+    async def run() -> list[tuple[list[bytes], list[bytes]]]:
+        async with grpc.aio.insecure_channel(mesh.a.target) as channel:
+            unary = channel.unary_unary(UU)
+            bidi = channel.stream_stream(SS)
+
+            async def one(i: int) -> tuple[list[bytes], list[bytes]]:
+                if i % 2:
+                    request = b"plain;header=;trailer=;id=%d" % i
+                    return [request], [await unary(request, metadata=_md(), timeout=60)]
+                requests = [b"header=;trailer=;id=%d;part=%d" % (i, k) for k in range(2)]
+                call = bidi(iter(requests), metadata=_md(), timeout=60)
+                return requests, [reply async for reply in call]
 
             return await asyncio.gather(*(one(i) for i in range(1000)))
 
     pairs = asyncio.run(run())
     assert len(pairs) == 1000
-    assert all(request == reply for request, reply in pairs)
-    assert len({reply for _, reply in pairs}) == 1000
+    assert all(requests == replies for requests, replies in pairs)
+    assert len({reply for _, replies in pairs for reply in replies}) == 1500
 
 
-def test_killing_the_app_mid_stream_is_a_clean_unavailable(tmp_path: Any) -> None:
-    peers = write_peers(tmp_path / "peers.json", {})
-    with app_process() as (app, app_port):
-        args = _args("svc", app_port, 0, peers)
-        with sidecar_process(args, TOKENS) as sidecar, grpc.insecure_channel(sidecar.target) as ch:
-            stream = ch.stream_stream("/test.Svc/SS")(
-                iter([b"stay_open"]), metadata=_md(), timeout=30
+# -- one more sidecar: resolution reloads, limits, tokens without a cluster token -----------------
+
+
+@dataclass
+class Edge:
+    """Sidecar "edge" in front of the mesh's scripted app, with tight limits
+    (``--max-in-flight 2 --app-max-concurrency 1 --max-message-bytes 4096``), no
+    ``DAPR_API_TOKEN`` (nothing demanded, nothing presented to peers) and ``APP_API_TOKEN``. Its
+    peers file names ``spy``: the scripted app again, standing in for a peer sidecar so that
+    what a peer receives can be read back (``raw``)."""
+
+    sidecar: SidecarProcess
+    peers: Any
+    spy: str
+
+
+@pytest.fixture(scope="module")
+def edge(mesh: ProcessMesh, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    spy = f"127.0.0.1:{mesh.script_port}"
+    peers = write_peers(tmp_path_factory.mktemp("edge") / "peers.json", {"spy": spy})
+    limits = ("--max-in-flight", "2", "--app-max-concurrency", "1", "--max-message-bytes", "4096")
+    args = _args("edge", mesh.script_port, 0, peers, *limits)
+    with sidecar_process(args, {"APP_API_TOKEN": APP_SECRET}) as sidecar:
+        yield Edge(sidecar, peers, spy)
+
+
+def _raw(channel: grpc.Channel, app_id: str, *extra: tuple[str, str]) -> dict[str, list[str]]:
+    """What the scripted app (or the spy peer) received, through the edge: key -> values."""
+    reply = channel.unary_unary(UU)(
+        b"header=;trailer=;raw", metadata=(("dapr-app-id", app_id), *extra), timeout=10
+    )
+    seen: dict[str, list[str]] = {}
+    for key, value in json.loads(reply):
+        seen.setdefault(key, []).append(value)
+    return seen
+
+
+def test_the_callers_token_reaches_neither_the_app_nor_a_peer(edge: Edge) -> None:
+    own_token = ("dapr-api-token", "callers-own")
+    with grpc.insecure_channel(edge.sidecar.target) as channel:
+        at_app = _raw(channel, "edge", own_token)
+        at_peer = _raw(channel, "spy", own_token)
+    assert at_app["dapr-api-token"] == [APP_SECRET]  # the app token, once
+    assert "dapr-api-token" not in at_peer  # no cluster token set: the peer gets none
+    assert at_peer["dapr-callee-app-id"] == ["spy"] and at_peer["dapr-caller-app-id"] == ["edge"]
+    for seen in (at_app, at_peer):
+        assert not any("callers-own" in value for values in seen.values() for value in values)
+
+
+def test_the_callers_trace_context_reaches_the_app(edge: Edge) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = ("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01")
+    with grpc.insecure_channel(edge.sidecar.target) as channel:
+        for app_id in ("edge", "spy"):
+            (traceparent,) = _raw(channel, app_id, parent)["traceparent"]
+            assert traceparent.split("-")[1] == trace_id
+
+
+def _code(channel: grpc.Channel, app_id: str, request: bytes, timeout: float = 10) -> Any:
+    """The status code of one unary call through the edge (OK when it succeeds)."""
+    try:
+        channel.unary_unary(UU)(request, metadata=(("dapr-app-id", app_id),), timeout=timeout)
+    except grpc.RpcError as err:
+        return err.code()  # type: ignore[attr-defined]
+    return grpc.StatusCode.OK
+
+
+def test_the_peers_file_is_reloaded_and_an_unknown_id_is_not_found_naming_it(edge: Edge) -> None:
+    with grpc.insecure_channel(edge.sidecar.target) as channel:
+        with pytest.raises(grpc.RpcError) as unknown:
+            channel.unary_unary(UU)(b"x", metadata=(("dapr-app-id", "late"),), timeout=10)
+        assert unknown.value.code() is grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+        assert "late" in unknown.value.details()  # type: ignore[attr-defined]
+        try:
+            write_peers(edge.peers, {"spy": edge.spy, "late": edge.spy})
+            assert wait_until(lambda: _code(channel, "late", b"x") is grpc.StatusCode.OK)
+        finally:
+            write_peers(edge.peers, {"spy": edge.spy})
+        assert wait_until(lambda: _code(channel, "late", b"x") is grpc.StatusCode.NOT_FOUND)
+
+
+def test_a_stream_holds_the_app_slot_and_max_in_flight_refuses_one_more(edge: Edge) -> None:
+    """--app-max-concurrency 1: an open stream to the app keeps its slot until it ends;
+    --max-in-flight 2: a third call while two streams are open is refused at once."""
+    with grpc.insecure_channel(edge.sidecar.target) as channel:
+        stay_open = channel.stream_stream(SS)
+        to_app = stay_open(iter([b"stay_open"]), metadata=(("dapr-app-id", "edge"),), timeout=30)
+        to_peer = stay_open(iter([b"stay_open"]), metadata=(("dapr-app-id", "spy"),), timeout=30)
+        try:
+            assert next(to_app) == b"stay_open" and next(to_peer) == b"stay_open"
+            with pytest.raises(grpc.RpcError) as refused:
+                channel.unary_unary(UU)(b"x", metadata=(("dapr-app-id", "spy"),), timeout=10)
+            assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+            assert "in flight" in refused.value.details()  # type: ignore[attr-defined]
+            to_peer.cancel()
+            # Room in flight again, but the app's one slot is the stream's: a call to the app
+            # waits for it until its deadline.
+            assert wait_until(
+                lambda: _code(channel, "edge", b"x", 0.5) is grpc.StatusCode.DEADLINE_EXCEEDED
             )
-            assert next(stream) == b"stay_open"
-            app.kill()
-            app.wait(10)
-            with pytest.raises(grpc.RpcError) as raised:
-                next(stream)
-            assert raised.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
-            # The sidecar lives on and answers the next call for the dead app the same way.
-            with pytest.raises(grpc.RpcError) as again:
-                ch.unary_unary(UU)(b"x", metadata=_md(), timeout=10)
-            assert again.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
-            assert sidecar.proc is not None and sidecar.proc.poll() is None
+        finally:
+            to_app.cancel()
+            to_peer.cancel()
+        # The stream ended: its app slot and its place in flight are given back.
+        assert wait_until(lambda: _code(channel, "edge", b"x") is grpc.StatusCode.OK)
+
+
+def test_max_message_bytes_limits_requests_and_responses_both_ways(edge: Edge) -> None:
+    big_header = ("x-big", "b" * 5000)  # "raw" echoes it in a reply larger than 4096 bytes
+    with grpc.insecure_channel(edge.spy) as direct:  # the app itself sends it without a fuss
+        assert len(_raw(direct, "edge", big_header)["x-big"][0]) == 5000
+    with grpc.insecure_channel(edge.sidecar.target) as channel:
+        for app_id in ("edge", "spy"):
+            assert _code(channel, app_id, b"plain;" + b"a" * 3000) is grpc.StatusCode.OK
+            too_big = b"plain;" + b"a" * 5000
+            assert _code(channel, app_id, too_big) is grpc.StatusCode.RESOURCE_EXHAUSTED
+            with pytest.raises(grpc.RpcError) as reply_too_big:
+                _raw(channel, app_id, big_header)
+            code = reply_too_big.value.code()  # type: ignore[attr-defined]
+            assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+@pytest.mark.parametrize("hops", [1, 2])
+def test_killing_the_app_mid_stream_is_a_clean_unavailable(tmp_path: Any, hops: int) -> None:
+    app_peers = write_peers(tmp_path / "peers.json", {})
+    with contextlib.ExitStack() as stack:
+        app, app_port = stack.enter_context(app_process())
+        sidecar = stack.enter_context(sidecar_process(_args("svc", app_port, 0, app_peers), TOKENS))
+        entry = sidecar
+        if hops == 2:  # a caller's own sidecar in front, which finds "svc" through its peers
+            front_peers = write_peers(tmp_path / "front.json", {"svc": sidecar.target})
+            entry = stack.enter_context(
+                sidecar_process(_args("front", app_port, 0, front_peers), TOKENS)
+            )
+        ch = stack.enter_context(grpc.insecure_channel(entry.target))
+        stream = ch.stream_stream(SS)(iter([b"stay_open"]), metadata=_md(), timeout=30)
+        assert next(stream) == b"stay_open"
+        app.kill()
+        app.wait(10)
+        with pytest.raises(grpc.RpcError) as raised:
+            next(stream)
+        assert raised.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        # The sidecars live on and answer the next call for the dead app the same way.
+        with pytest.raises(grpc.RpcError) as again:
+            ch.unary_unary(UU)(b"x", metadata=_md(), timeout=10)
+        assert again.value.code() is grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        for process in {sidecar, entry}:
+            assert process.proc is not None and process.proc.poll() is None
 
 
 def _refused(target: str) -> bool:
@@ -478,11 +621,10 @@ def _dapr_client_env(monkeypatch: pytest.MonkeyPatch, sidecar: SidecarProcess) -
     monkeypatch.setenv("DAPR_HEALTH_TIMEOUT", "10")
 
 
+@pytest.mark.filterwarnings("ignore:invoke_method with protocol gRPC is deprecated")
 def test_dapr_client_invoke_and_metadata(
     mesh: ProcessMesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("grpc_channel.sidecar.dapr_api")
-    pytest.importorskip("grpc_channel.sidecar.http")  # DaprClient probes it before any call
     from dapr.clients import DaprClient
 
     for sidecar in (mesh.a, mesh.b):  # one hop and two hops to the dapr app
@@ -491,6 +633,12 @@ def test_dapr_client_invoke_and_metadata(
             reply = client.invoke_method("dapr", "echo", data=b"hello", content_type="text/plain")
             assert reply.data == b"hello"
             assert client.get_metadata().application_id == sidecar.ready["app_id"]
+            # The app sees its own sidecar's app token, the calling app's id, never the cluster
+            # token the client and the sidecars presented.
+            seen = json.loads(client.invoke_method("dapr", "metadata", data=b"").data)
+            assert seen["dapr-api-token"] == [APP_SECRET]
+            assert seen["dapr-caller-app-id"] == [sidecar.ready["app_id"]]
+            assert not any(CLUSTER in value for values in seen.values() for value in values)
 
 
 def _redis_component(url: str) -> str:
@@ -543,11 +691,13 @@ def test_broker_messages_reach_the_apps_subscriber_through_the_sidecar(
             app.stop()
 
 
-def test_dapr_client_publish_reaches_the_subscriber(
+def test_dapr_client_publish_reaches_the_subscriber_and_waits_while_the_app_is_down(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("grpc_channel.sidecar.dapr_api")
-    pytest.importorskip("grpc_channel.sidecar.http")  # DaprClient probes it before any call
+    """Publish through the Dapr API to the app's subscriber; then stop the app, publish again,
+    and start a new app on the same port: the event is held while the app is down (one attempt
+    allowed, so an attempt counted against the app would have dead-lettered it) and delivered
+    to the app once it answers health probes again."""
     from dapr.clients import DaprClient
 
     components = tmp_path / "components"
@@ -566,15 +716,55 @@ def test_dapr_client_publish_reaches_the_subscriber(
                 # background, and the in-memory broker keeps nothing for a topic nobody
                 # subscribed to yet.
                 assert wait_until(lambda: _publish(client) and app.events(), timeout=20)
-            event = app.events()[0]
-            assert event["topic"] == "orders" and json.loads(event["data"]) == {"n": 1}
+                # GetMetadata names the component of --components.
+                (component,) = client.get_metadata().registered_components
+                assert (component.name, component.type, component.version) == (
+                    "pubsub",
+                    "pubsub.in-memory",
+                    "v1",
+                )
+                event = app.events()[0]
+                assert event["topic"] == "orders" and json.loads(event["data"]) == {"n": 1}
+                # The subscription the runtime delivers: one attempt, then the dead-letter topic.
+                subscription = _subscription(sidecar, "orders")
+                assert subscription.metadata["retryMaxAttempts"] == "1"
+                assert subscription.dead_letter_topic == "orders-dead"
+
+                app.stop()
+                assert _publish(client, {"n": 2})
+                # The runtime's own word that it noticed (the attempt met UNAVAILABLE and a probe
+                # found nobody): only then does the app come back.
+                assert wait_until(lambda: "does not answer health probes" in sidecar.stderr)
+                with recording_app(port=app.port) as back:
+                    assert wait_until(lambda: _got(back, {"n": 2}), timeout=20)
+                    assert all(event["handler"] == "topic" for event in back.events())
 
 
-def _publish(client: Any) -> bool:
-    """Publish once; False while the sidecar's runtime has not subscribed yet."""
+def _subscription(sidecar: SidecarProcess, topic: str) -> Any:
+    """The subscription to ``topic`` in the sidecar's GetMetadata answer (plain grpcio stub)."""
+    with grpc.insecure_channel(sidecar.target) as channel:
+        reply = channel.unary_unary(
+            GET_METADATA,
+            request_serializer=runtime_pb2.GetMetadataRequest.SerializeToString,
+            response_deserializer=runtime_pb2.GetMetadataResponse.FromString,
+        )(runtime_pb2.GetMetadataRequest(), metadata=(("dapr-api-token", CLUSTER),), timeout=10)
+    (subscription,) = (s for s in reply.subscriptions if s.topic == topic)
+    return subscription
+
+
+def _got(app: RecordingApp, data: Any) -> bool:
+    return any(json.loads(event["data"]) == data for event in app.events())
+
+
+def _publish(client: Any, data: Any = None) -> bool:
+    """Publish ``data`` (default ``{"n": 1}``) once; False when the publish fails (the
+    sidecar's runtime is not there yet)."""
     try:
         client.publish_event(
-            "pubsub", "orders", json.dumps({"n": 1}), data_content_type="application/json"
+            "pubsub",
+            "orders",
+            json.dumps({"n": 1} if data is None else data),
+            data_content_type="application/json",
         )
     except Exception:
         return False

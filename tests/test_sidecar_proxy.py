@@ -574,3 +574,151 @@ def test_tokens_from_env_and_their_repr_hides_values() -> None:
     assert tokens.api_token == tokens.peer_token == "s3cret"
     assert tokens.app_token is None
     assert "s3cret" not in repr(tokens) and "api_token=set" in repr(tokens)
+
+
+# --- the unary path: declared and known unary methods ---------------------------------------------
+
+_DECLARED = {"app_kw": {"unary_methods": (UU,)}, "front_kw": {"unary_methods": (UU,)}}
+
+
+@pytest.mark.parametrize("aio", [False, True])
+@pytest.mark.parametrize("hops", HOPS)
+def test_a_declared_unary_method_passes_metadata_status_and_deadline(hops: int, aio: bool) -> None:
+    with mesh(**_DECLARED) as m:
+        port, token = m.route(hops)
+        sent = call_metadata(token, APP, ("x-in", "v"), ("x-in-bin", b"\x00\x01\xff"))
+        assert _call(port, "unary_unary", b"hi", sent, aio, timeout=20) == [b"echo:hi"]
+        seen = m.rec.seen[-1]
+        assert seen.method == UU
+        assert _token_values(seen.pairs) == [APP_TOKEN]
+        assert ("x-in", "v") in seen.pairs and ("x-in-bin", b"\x00\x01\xff") in seen.pairs
+        assert seen.metadata["dapr-caller-app-id"] == (FRONT if hops == 2 else APP)
+        remaining = m.rec.remaining[-1]
+        assert remaining is not None and 10 < remaining <= 21
+        # A failure: the app's headers, trailers, code, message and google.rpc details arrive.
+        err = _error(port, _FAILING, sent, aio)
+        assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert err.details() == "bad name"
+        headers = tuple(err.initial_metadata())
+        assert ("x-h", "1") in headers and ("x-h-bin", b"\x00\xff") in headers
+        trailers = tuple(err.trailing_metadata())
+        assert ("x-t", "2") in trailers and ("x-t-bin", b"\x01\x02") in trailers
+        assert _status_details(trailers).message == "bad name"
+        assert m.rec.remaining[-1] is None  # no deadline stays no deadline
+        assert _zero_in_flight(m)
+
+
+@pytest.mark.parametrize("hops", HOPS)
+def test_a_declared_unary_methods_headers_and_trailers_on_success(hops: int) -> None:
+    with mesh(**_DECLARED) as m:
+        port, token = m.route(hops)
+        with _sync_channel(port) as channel:
+            reply, call = channel.unary_unary(UU).with_call(
+                b"header=x-h:1,x-b-bin:ab;trailer=x-t:2,x-t-bin:0102",
+                metadata=call_metadata(token),
+            )
+        assert reply == b"echo:header=x-h:1,x-b-bin:ab;trailer=x-t:2,x-t-bin:0102"
+        assert ("x-h", "1") in call.initial_metadata()
+        assert ("x-b-bin", b"\xab") in call.initial_metadata()
+        assert ("x-t", "2") in call.trailing_metadata()
+        assert ("x-t-bin", b"\x01\x02") in call.trailing_metadata()
+
+
+@pytest.mark.parametrize("hops", HOPS)
+def test_a_declared_unary_call_cancelled_or_expired_ends_at_the_app(hops: int) -> None:
+    with mesh(**_DECLARED) as m:
+        port, token = m.route(hops)
+        with _sync_channel(port) as channel:
+            future = channel.unary_unary(UU).future(b"sleep=30", metadata=call_metadata(token))
+            assert wait_until(lambda: m.rec.handled == 1)
+            future.cancel()
+            assert wait_until(lambda: m.rec.ended == 1)
+        assert wait_until(lambda: _zero_in_flight(m))
+        err = _error(port, b"sleep=30", call_metadata(token), False, timeout=0.5)
+        assert err.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert wait_until(lambda: m.rec.ended == 2)
+        assert wait_until(lambda: _zero_in_flight(m))
+
+
+def test_streaming_methods_never_take_the_unary_path() -> None:
+    # Only UU is declared: every other shape keeps the stream path and still works, two hops.
+    with mesh(**_DECLARED) as m:
+        port, token = m.route(2)
+        for shape in ("unary_stream", "stream_unary", "stream_stream"):
+            assert _call(port, shape, b"s", call_metadata(token), False) == expected(shape, b"s")
+            assert m.rec.seen[-1].method == METHODS[shape]
+        assert m.rec.handled == 3
+
+
+def test_a_server_streaming_method_declared_unary_ends_at_the_callers_deadline() -> None:
+    # A wrong declaration is the operator's error (see Sidecar's docs): grpc's unary call waits
+    # for a status that never comes while replies are left unread. It is bounded by the caller's
+    # deadline, and the call's in-flight place is given back.
+    wrong = {"app_kw": {"unary_methods": (US,)}}
+    with mesh(**wrong) as m:
+        port, token = m.route(1)
+        with _sync_channel(port) as channel, pytest.raises(grpc.RpcError) as raised:
+            list(channel.unary_stream(US)(b"n=3", metadata=call_metadata(token), timeout=0.5))
+        assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert wait_until(lambda: _zero_in_flight(m))
+
+
+def test_the_unary_path_holds_an_app_slot_and_tells_the_observer() -> None:
+    events: list[tuple[str, Any]] = []
+
+    class Call:
+        def forward_metadata(self, pairs: Any) -> Any:
+            return (*pairs, ("x-observed", "1"))
+
+        def end(self, code: grpc.StatusCode) -> None:
+            events.append(("end", code))
+
+    class Observer:
+        def begin(self, method: str, target: str, local: bool, incoming: Any) -> Call:
+            events.append(("begin", (method, target, local)))
+            return Call()
+
+    app_kw = {"unary_methods": (UU,), "app_max_concurrency": 1, "observer": Observer()}
+    with mesh(app_kw=app_kw) as m:
+        port, token = m.route(1)
+        with _sync_channel(port) as channel:
+            held = channel.unary_unary(UU).future(b"sleep=30", metadata=call_metadata(token))
+            assert wait_until(lambda: m.rec.handled == 1)
+            # The one slot is taken: a second call waits for it and gives up at its deadline.
+            err = _error(port, b"x", call_metadata(token), False, timeout=0.3)
+            assert err.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert m.rec.handled == 1
+            held.cancel()
+            assert wait_until(lambda: m.app_sidecar.in_flight == 0)
+            assert _call(port, "unary_unary", b"ok", call_metadata(token), False) == [b"echo:ok"]
+        assert ("x-observed", "1") in m.rec.seen[-1].pairs
+        assert events.count(("begin", (UU, APP, True))) == 3
+        ends = [code for kind, code in events if kind == "end"]
+        # Each call ends once. The waiter's end is DEADLINE_EXCEEDED when the sidecar's slot wait
+        # gives up first, CANCELLED when the caller's expiry cancels the sidecar's handler first.
+        assert len(ends) == 3 and ends[-1] is grpc.StatusCode.OK
+        stopped = {grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
+        assert set(ends[:2]) <= stopped
+
+
+def test_dapr_and_health_methods_are_known_unary_and_declarations_add_to_them() -> None:
+    sidecar = Sidecar(APP, resolver=PeersResolver(environ={}), unary_methods=[UU])
+    assert "/dapr.proto.runtime.v1.AppCallback/OnInvoke" in sidecar.unary_methods
+    assert "/grpc.health.v1.Health/Check" in sidecar.unary_methods
+    assert "/grpc.health.v1.Health/Watch" not in sidecar.unary_methods
+    assert UU in sidecar.unary_methods and US not in sidecar.unary_methods
+    plain = Sidecar(APP, resolver=PeersResolver(environ={}))
+    assert UU not in plain.unary_methods
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ("/a.B/C", TypeError, "collection of method paths"),
+        (["a.B/C"], ValueError, "unary_methods: method must be a full method path"),
+        ([None], ValueError, "unary_methods"),
+    ],
+)
+def test_bad_unary_methods_are_refused_naming_them(value: Any, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        Sidecar(APP, resolver=PeersResolver(environ={}), unary_methods=value)

@@ -9,15 +9,33 @@
   ``APP_API_TOKEN`` for the app; never logged.
 - :class:`ProxyObserver` (:mod:`.observer`): the seam telemetry plugs into, told of every
   proxied call and its final status; :class:`SidecarTelemetry` (:mod:`.telemetry`) is ours.
+- :class:`DaprApi` (:mod:`.dapr_api`): Dapr's ``InvokeService``, ``PublishEvent`` and
+  ``GetMetadata``, served ahead of the proxy's catch-all (the dapr SDK's ``DaprClient`` works).
 - :class:`SidecarHttp` (:mod:`.http`): ``/healthz`` and the Prometheus ``/metrics`` endpoint.
 - :mod:`.serve`: the ``grpc-channel sidecar`` process that wires them together.
 """
 
 from __future__ import annotations
 
+from ._routing import KNOWN_UNARY_METHODS
+from .dapr_api import (
+    AppConnection,
+    CallApp,
+    ComponentInfo,
+    DaprApi,
+    Publisher,
+    sidecar_call_app,
+)
 from .http import SidecarHttp
 from .observer import ProxiedCall, ProxyObserver
-from .proxy import DEFAULT_MAX_CHANNELS, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_MESSAGE_BYTES, Sidecar
+from .proxy import (
+    DEFAULT_MAX_CHANNELS,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    AdmittedCall,
+    Sidecar,
+    UnaryReply,
+)
 from .resolver import (
     PEERS_ENV,
     PeersFileError,
@@ -44,21 +62,30 @@ __all__ = [
     "DEFAULT_MAX_CHANNELS",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "KNOWN_UNARY_METHODS",
     "PEERS_ENV",
     "PEER_TOKEN_ENV",
     "TOKEN_KEY",
+    "AdmittedCall",
+    "AppConnection",
+    "CallApp",
+    "ComponentInfo",
+    "DaprApi",
     "PeersFileError",
     "PeersResolver",
     "ProxiedCall",
     "ProxyObserver",
+    "Publisher",
     "Resolver",
     "Sidecar",
     "SidecarHttp",
     "SidecarTelemetry",
     "SidecarTokens",
+    "UnaryReply",
     "UnknownAppError",
     "check_address",
     "check_token_value",
     "parse_peers_env",
+    "sidecar_call_app",
     "token_matches",
 ]
