@@ -11,7 +11,9 @@ this process's event loop) are set up, then two arms alternate for ``--rounds`` 
   ``PubSubRuntime.publish`` to the broker, keeping at most *in-flight* events between publish and
   the handler (closed loop); the runtime delivers them to the app.
 - ``bare``: the same loop calls ``OnTopicEvent`` on the same app with a bare ``grpc.aio``
-  channel, *in-flight* calls at a time, ``--events`` calls.
+  channel, *in-flight* calls at a time, ``--events`` calls. Each call first takes a slot of the
+  same window as the runtime arm, released by the handler in the same way, so both arms pay the
+  same harness cost per event (one wake-up of the event loop from the handler's thread).
 
 Each event's data carries ``time.monotonic_ns()`` taken just before publishing (or calling); the
 handler records ``now - stamp``. Events per second is the arm's event count over the time from
@@ -423,11 +425,16 @@ def _shares(events: int, senders: int) -> list[int]:
 async def _bare_arm(setup: _Setup, events: int, key: str) -> _Round:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
-    setup.collector.begin(key, events, loop, done, None)
+    # The same window as the runtime arm, released by the handler the same way: its cross-thread
+    # wake-up per event is harness work, paid by both arms (the sender's own await bounds the
+    # calls; the window never holds it back, since the handler releases before it answers).
+    window = asyncio.Semaphore(setup.in_flight)
+    setup.collector.begin(key, events, loop, done, window.release)
     shares = _shares(events, setup.in_flight)
 
     async def sender(count: int) -> None:
         for _ in range(count):
+            await window.acquire()
             request = appcallback_pb2.TopicEventRequest(
                 id=str(uuid.uuid4()),
                 source="bench",

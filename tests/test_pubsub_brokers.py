@@ -532,6 +532,35 @@ def test_memory_stop_without_drain_loses_nothing_wherever_it_lands(yields: int) 
     run(scenario())
 
 
+def test_memory_handlers_that_never_wait_leave_the_loop_turns() -> None:
+    """Workers run handlers in place; one whose handler never suspends still lets other tasks
+    run while a backlog drains (and a NACK at once, as while the runtime stops, cannot spin the
+    loop forever)."""
+
+    async def scenario() -> None:
+        async with MemoryBroker() as broker:
+            got = Collector()
+            sub = await broker.subscribe("orders", got, group="app")
+            for i in range(200):
+                await broker.publish("orders", b"x", message_id=f"m{i}")
+            seen_by_other: list[int] = []
+
+            async def other() -> None:
+                seen_by_other.append(len(got.seen))
+
+            await asyncio.gather(asyncio.ensure_future(other()), got.wait_for(200))
+            assert seen_by_other[0] < 200  # another task ran before the backlog was done
+            spinning = Collector(lambda _m: nack(0.0))
+            await sub.stop()
+            sub = await broker.subscribe("orders", spinning, group="app")
+            await broker.publish("orders", b"x", message_id="again")
+            assert await eventually(_async(lambda: len(spinning.seen) > 100))
+            await sub.stop()  # ends: the worker yields between its NACKs
+            assert broker.pending("orders", "app") == 1
+
+    run(scenario())
+
+
 # -- redis only -----------------------------------------------------------------------------------
 
 

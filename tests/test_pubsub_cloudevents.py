@@ -292,3 +292,35 @@ def test_an_extension_no_double_can_hold_is_named() -> None:
     assert event.extensions == {"huge": 10**400}
     with pytest.raises(CloudEventError, match="'huge'"):
         event.to_topic_event_request()
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type"),
+    [
+        (b'{"n": 12345678901234567890123, "x": 1.10, "s": "\xc3\xa9", "l": [1, -0.0, null]}', None),
+        (b"plain text", "text/plain"),
+        (b"\x00\xff", "application/octet-stream"),
+        (b'{"id": "own", "source": "s", "type": "t", "specversion": "1.0", "data": [1]}',
+         "application/cloudevents+json"),
+    ],
+)  # fmt: skip
+def test_an_envelope_published_here_parses_as_its_bytes_do(
+    payload: bytes, content_type: str | None
+) -> None:
+    """Envelopes this process just wrote are parsed from the dict they were written from (once);
+    the event is the same as decoding the bytes gives, and shares no objects with another
+    parse of them."""
+    raw = envelope_for_publish(
+        payload, source="app", topic="orders", pubsub_name="pubsub", data_content_type=content_type
+    )
+    first = parse_cloud_event(raw, topic="dead", pubsub_name="other")
+    again = parse_cloud_event(raw, topic="dead", pubsub_name="other")
+    decoded = parse_cloud_event(raw.decode("utf-8"), topic="dead", pubsub_name="other")
+    assert first == again == decoded
+    assert dict(first.attributes) == json.loads(raw)
+    assert (first.topic, first.pubsub_name) == ("dead", "other")
+    assert first.attributes["topic"] == "orders"
+    assert first.attributes is not again.attributes
+    if isinstance(first.data, list | dict):
+        assert first.data is not again.data
+    assert first.to_topic_event_request("/p") == decoded.to_topic_event_request("/p")

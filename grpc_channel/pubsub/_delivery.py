@@ -9,7 +9,6 @@ import enum
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from types import MappingProxyType
 from typing import Final
 
@@ -109,10 +108,9 @@ def event_of(message: BrokerMessage, pubsub: str, topic: str) -> CloudEvent:
     envelope of its original topic but is delivered on the dead-letter topic.
     """
     try:
-        event = parse_cloud_event(message.data)
+        return parse_cloud_event(message.data, topic=topic, pubsub_name=pubsub)
     except CloudEventError:
         return _raw_event(message, pubsub, topic)
-    return replace(event, topic=topic, pubsub_name=pubsub)
 
 
 def metadata_options(metadata: Mapping[str, str]) -> tuple[CallOption, ...]:

@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import math
+import time as _time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -143,13 +145,29 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# Built once: json.loads/json.dumps with any non-default argument build a new decoder/encoder
+# (and its scanner) per call, which costs more than decoding a small envelope.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _loads(raw: bytes | str) -> Any:
-    """Strict JSON: ints stay exact ints; NaN, Infinity and overflowing numbers are refused."""
-    return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    """Strict JSON: ints stay exact ints; NaN, Infinity and overflowing numbers are refused.
+    Bytes are decoded as ``json.loads`` decodes them (UTF-8, -16 or -32, BOM allowed); a str
+    starting with a BOM is refused, as ``json.loads`` refuses it."""
+    if isinstance(raw, str):
+        if raw.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
+        return _DECODER.decode(raw)
+    if not isinstance(raw, bytes | bytearray):
+        raise TypeError(
+            f"the JSON object must be str, bytes or bytearray, not {type(raw).__name__}"
+        )
+    return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def _rfc3339_utc(moment: datetime) -> str:
@@ -157,6 +175,22 @@ def _rfc3339_utc(moment: datetime) -> str:
         raise ValueError("time must be timezone-aware (naive datetimes are ambiguous)")
     text = moment.astimezone(UTC).isoformat(timespec="microseconds")
     return text.replace("+00:00", "Z")
+
+
+# The current second's "YYYY-MM-DDTHH:MM:SS", reused while the second lasts: formatting a
+# datetime per published event cost more than the rest of the envelope.
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def _now_rfc3339() -> str:
+    """Now as :func:`_rfc3339_utc` writes it (UTC, microseconds, ``Z``)."""
+    global _second_prefix
+    second, nanos = divmod(_time.time_ns(), 1_000_000_000)
+    cached, prefix = _second_prefix
+    if second != cached:
+        prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_prefix = (second, prefix)
+    return f"{prefix}.{nanos // 1000:06d}Z"
 
 
 def _place_data(envelope: dict[str, Any], data: bytes, content_type: str) -> None:
@@ -235,7 +269,7 @@ def new_cloud_event(
         "datacontenttype": content_type,
         "topic": topic,
         "pubsubname": pubsub_name,
-        "time": _rfc3339_utc(time or datetime.now(UTC)),
+        "time": _now_rfc3339() if time is None else _rfc3339_utc(time),
     }
     if traceparent:
         envelope["traceparent"] = traceparent
@@ -262,19 +296,41 @@ def envelope_for_publish(
     the compact JSON of :func:`new_cloud_event` (same arguments and errors)."""
     if is_raw_payload(metadata):
         return bytes(data)
-    return _dumps(
-        new_cloud_event(
-            data,
-            source=source,
-            topic=topic,
-            pubsub_name=pubsub_name,
-            data_content_type=data_content_type,
-            traceparent=traceparent,
-            tracestate=tracestate,
-            event_id=event_id,
-            time=time,
-        )
+    envelope = new_cloud_event(
+        data,
+        source=source,
+        topic=topic,
+        pubsub_name=pubsub_name,
+        data_content_type=data_content_type,
+        traceparent=traceparent,
+        tracestate=tracestate,
+        event_id=event_id,
+        time=time,
     )
+    raw = _dumps(envelope)
+    _remember(raw, envelope)
+    return raw
+
+
+# Envelopes this process wrote lately, with the dict they were written from: a delivery in the
+# same process (a runtime delivering what it published) takes that dict instead of decoding the
+# bytes again. The dict is exactly what decoding the bytes gives (JSON written by _dumps reads
+# back equal: exact ints, shortest-repr doubles, strings), and validation still runs on it. Each
+# entry serves one parse and is removed (a redelivery, or a second group, decodes afresh, so no
+# two events share objects). Bounded in entries and envelope size; a miss just decodes.
+_RECENT_LIMIT: Final = 256
+_RECENT_MAX_BYTES: Final = 16 * 1024
+_recent: dict[bytes, dict[str, Any]] = {}
+
+
+def _remember(raw: bytes, envelope: dict[str, Any]) -> None:
+    if len(raw) > _RECENT_MAX_BYTES:
+        return
+    if len(_recent) >= _RECENT_LIMIT:
+        # The oldest goes. Another thread may change the dict meanwhile: then skip eviction once.
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+            del _recent[next(iter(_recent))]
+    _recent[raw] = envelope
 
 
 @dataclass(frozen=True)
@@ -308,11 +364,10 @@ class CloudEvent:
         (``google.protobuf.Struct`` stores numbers as doubles).
         """
         extensions = struct_pb2.Struct()
-        for key, value in self.extensions.items():
-            try:
-                extensions.update({key: value})
-            except (OverflowError, ValueError, TypeError) as exc:
-                raise CloudEventError(key, f"cannot be carried as an extension ({exc})") from None
+        try:
+            extensions.update(self.extensions)  # all at once: the common case
+        except (OverflowError, ValueError, TypeError):
+            extensions = self._extensions_one_by_one()  # names the one that cannot be carried
         return appcallback_pb2.TopicEventRequest(
             id=self.id,
             source=self.source,
@@ -325,6 +380,15 @@ class CloudEvent:
             path=path,
             extensions=extensions,
         )
+
+    def _extensions_one_by_one(self) -> struct_pb2.Struct:
+        extensions = struct_pb2.Struct()
+        for key, value in self.extensions.items():
+            try:
+                extensions.update({key: value})
+            except (OverflowError, ValueError, TypeError) as exc:
+                raise CloudEventError(key, f"cannot be carried as an extension ({exc})") from None
+        return extensions
 
     def cel_activation(self) -> dict[str, Any]:
         """The envelope as routing rules see it, under the name ``event``.
@@ -357,12 +421,21 @@ def _data_of(envelope: Mapping[str, Any], content_type: str) -> tuple[Any, bytes
     return value, _dumps(value)
 
 
-def parse_cloud_event(raw: bytes | str) -> CloudEvent:
-    """Parse a stored envelope; raise :class:`CloudEventError` naming what is malformed."""
-    try:
-        envelope = _loads(raw)
-    except (ValueError, TypeError) as exc:
-        raise CloudEventError("envelope", f"is not valid JSON ({exc})") from None
+def parse_cloud_event(
+    raw: bytes | str, *, topic: str | None = None, pubsub_name: str | None = None
+) -> CloudEvent:
+    """Parse a stored envelope; raise :class:`CloudEventError` naming what is malformed.
+
+    ``topic`` / ``pubsub_name``, when given, replace the envelope's in the event's fields (a
+    delivery reports the subscription's, see the runtime); ``attributes`` keeps the envelope's.
+    By default the fields are the envelope's (``""`` when it has none).
+    """
+    envelope = _recent.pop(raw, None) if type(raw) is bytes else None
+    if envelope is None:
+        try:
+            envelope = _loads(raw)
+        except (ValueError, TypeError) as exc:
+            raise CloudEventError("envelope", f"is not valid JSON ({exc})") from None
     if not isinstance(envelope, dict):
         kind = type(envelope).__name__
         raise CloudEventError("envelope", f"must be a JSON object, got {kind}")
@@ -389,8 +462,8 @@ def parse_cloud_event(raw: bytes | str) -> CloudEvent:
         type=envelope["type"],
         spec_version=envelope["specversion"],
         data_content_type=content_type,
-        topic=envelope.get("topic", ""),
-        pubsub_name=envelope.get("pubsubname", ""),
+        topic=envelope.get("topic", "") if topic is None else topic,
+        pubsub_name=envelope.get("pubsubname", "") if pubsub_name is None else pubsub_name,
         data=data,
         data_bytes=data_bytes,
         extensions=MappingProxyType(

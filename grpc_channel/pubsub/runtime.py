@@ -79,6 +79,7 @@ values or tokens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -654,10 +655,8 @@ class PubSubRuntime:
     # -- delivery ----------------------------------------------------------------------------------
 
     def _handler_for(self, active: _Active) -> Handler:
-        async def handle(message: BrokerMessage) -> Outcome:
-            return await self._handle(active.subscription, active.router, message)
-
-        return handle
+        # A partial, not a wrapping coroutine: one coroutine less per message.
+        return functools.partial(self._handle, active.subscription, active.router)
 
     async def _handle(
         self, subscription: Subscription, router: Router, message: BrokerMessage
@@ -715,7 +714,9 @@ class PubSubRuntime:
         policy = subscription.retry
         attempt = 1
         while True:
-            if not await self._until_app_up():
+            # The app is up and the runtime running, the usual case, costs no await.
+            up = self._app_up.is_set() and not self._stopping.is_set()
+            if not up and not await self._until_app_up():
                 # Stopping while the app is down: back to the broker, never dead-lettered.
                 self._stats.add("nacked", pubsub, topic)
                 return nack(0.0)

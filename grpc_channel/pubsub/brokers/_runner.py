@@ -1,5 +1,7 @@
-"""The subscription loop every broker shares: fetch up to the free handler slots, run each item
-in its own task, stop with or without draining. Brokers supply ``fetch`` and ``process``.
+"""The subscription loop the network brokers (Redis Streams, JetStream) share: fetch up to the free
+handler slots, run each item in its own task, stop with or without draining. Brokers supply
+``fetch`` and ``process``. (The in-memory broker, whose fetch is a deque pop, runs worker tasks that
+handle messages in place instead: see ``memory.py``.)
 
 Stopping cancels the delayed-redelivery timers and the fetch (a fetch cut short leaves its messages
 with the broker, which redelivers them: at-least-once), then waits for (``drain``) or cancels the
