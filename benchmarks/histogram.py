@@ -206,6 +206,53 @@ class Histogram:
             result.setdefault(p, self._max)
         return result
 
+    @property
+    def stddev(self) -> float:
+        """Population standard deviation, with each bucket's samples taken at its reported value
+        (so within ``relative_error`` of the exact figure); 0.0 when empty."""
+        if self._total == 0:
+            return 0.0
+        mean = self.mean
+        square_sum = sum(
+            count * (self._representative(index) - mean) ** 2
+            for index, count in self._counts.items()
+        )
+        return math.sqrt(square_sum / self._total)
+
+    def percentile_distribution(
+        self, ticks_per_half_distance: int = 5
+    ) -> Iterator[tuple[int, float, int]]:
+        """``(value, percentile, count_up_to_value)`` rows in HdrHistogram's percentile-iteration
+        order (what its ``.hgrm`` output lists); nothing when empty.
+
+        Percentile levels start at 0 and step by ``100 / (2 * ticks * 2**k)`` where ``k`` is how
+        many times the remaining distance to 100 has halved: with the default 5 ticks, steps of
+        10 up to 50, then 5 up to 75, 2.5 up to 87.5, and so on. Each row reports the first
+        bucket whose cumulative count reaches the level (a bucket may answer several levels);
+        the last row is percentile 100 at the exact max. Values follow ``percentile``'s rule.
+        ``ticks_per_half_distance`` must be an int >= 1.
+        """
+        if not isinstance(ticks_per_half_distance, int) or ticks_per_half_distance < 1:
+            raise HistogramError(
+                f"ticks_per_half_distance must be an int >= 1, got {ticks_per_half_distance!r}"
+            )
+        if self._total == 0:
+            return
+        level = 0.0
+        seen = 0
+        for index in sorted(self._counts):
+            seen += self._counts[index]
+            # Several levels can fall in one bucket: report each, as HdrHistogram does. The last
+            # bucket would answer every level short of 100 (an endless halving), so it gives one
+            # row at the current level and the table ends with 100 at the exact max.
+            while 100.0 * seen / self._total >= level:
+                yield self._representative(index), level, seen
+                halvings = math.floor(math.log2(100.0 / (100.0 - level)))
+                level += 100.0 / (ticks_per_half_distance * 2 ** (halvings + 1))
+                if seen == self._total:
+                    break
+        yield self._max, 100.0, self._total
+
     def buckets(self) -> Iterator[tuple[int, int, int]]:
         """``(low, high, count)`` for every non-empty bucket, lowest first."""
         for index in sorted(self._counts):

@@ -1,24 +1,27 @@
-"""Reports of a run: a console table, JSON, CSV and a self-contained HTML page with SVG plots.
+"""Reports of a run: a console table, JSON, CSV and a self-contained HTML page with SVG charts.
 
 Every form names the command, the versions (python, grpcio, protobuf, OpenTelemetry SDK, ours) and
 the machine (CPU count, platform). Latencies are shown in milliseconds; ratios are each arm's p50
 over its baseline arm's p50 *in the same round*, summarised as the median with the min-max across
-rounds. The HTML page has no external assets (inline CSS and SVG that this module draws).
+rounds. The HTML page has no external assets (inline CSS, the SVG of ``charts`` and a few lines of
+script for the legend toggles). Prometheus and HdrHistogram exports live in ``export``;
+``write_reports`` writes any of them.
 """
 
 from __future__ import annotations
 
-import bisect
 import csv
 import html
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .histogram import Histogram
+from . import charts
+from .export import write_hdr, write_prometheus
 from .runner import PERCENTILES, ArmResult, RunResult
 
 __all__ = [
@@ -27,32 +30,11 @@ __all__ = [
     "to_csv",
     "to_html",
     "to_json",
+    "variant_groups",
     "write_reports",
 ]
 
 SCHEMA = "grpc-channel-bench/1"
-_PALETTE = (
-    "#1f77b4",
-    "#d62728",
-    "#2ca02c",
-    "#ff7f0e",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#17becf",
-    "#7f7f7f",
-    "#bcbd22",
-    "#393b79",
-    "#ad494a",
-    "#637939",
-    "#843c39",
-    "#7b4173",
-    "#3182bd",
-    "#e6550d",
-    "#31a354",
-    "#756bb1",
-    "#636363",
-)
 
 
 def _ms(ns: float) -> float:
@@ -97,7 +79,19 @@ def _latency_cells(arm: ArmResult, digits: int = 3) -> list[str]:
 
 
 def _fmt_asked(result: RunResult) -> str:
-    return "" if result.load.rate is None else f"{result.load.rate:g}"
+    """The asked rate: ``-r``, or a load schedule's mean rate over the run."""
+    asked = result.load.asked_rate
+    return "" if asked is None else f"{asked:.6g}"
+
+
+def _fmt_asked_range(result: RunResult) -> str:
+    """The table's asked cell: the asked rate, and with a load schedule its first and last rate
+    (``mean (first->last)``)."""
+    load = result.load
+    if load.schedule is None or not load.total_calls:
+        return _fmt_asked(result)
+    first, last, mean = load.schedule.rates(load.total_calls)
+    return f"{mean:.4g} ({first:.4g}->{last:.4g})"
 
 
 def _codes_text(codes: dict[str, int]) -> str:
@@ -139,7 +133,8 @@ def _arm_json(result: RunResult, arm: ArmResult) -> dict[str, Any]:
         "latency_ms": latency,
         "send_lag_ms": lag,
         "throughput_per_s": arm.throughput,
-        "asked_rate_per_s": result.load.rate,
+        # With a load schedule: its mean rate over the run; load.schedule_rates has the rest.
+        "asked_rate_per_s": result.load.asked_rate,
         "cpu_us_per_call": arm.cpu_us_per_call,
         "cpu_us_per_call_over_baseline": _cpu_over_baseline(result, arm),
         "ratio_to_baseline_p50": {
@@ -225,7 +220,7 @@ def format_table(result: RunResult) -> str:
     for arm in result.arms:
         row = [arm.label, str(arm.calls), *_latency_cells(arm), f"{arm.throughput:.0f}"]
         if open_loop:
-            row.append(_fmt_asked(result))
+            row.append(_fmt_asked_range(result))
         row += [
             _fmt_cpu(result, arm),
             arm.baseline,
@@ -356,289 +351,75 @@ def to_csv(result: RunResult) -> str:
     return out.getvalue()
 
 
-# -- SVG plots ----------------------------------------------------------------------------
-
-_W, _H = 760, 380
-_LEFT, _RIGHT, _TOP, _BOTTOM = 70, 190, 20, 50
-
-
-def _esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _log_ticks(low: float, high: float) -> list[float]:
-    """1-2-5 ticks between ``low`` and ``high`` (both > 0)."""
-    ticks: list[float] = []
-    exponent = math.floor(math.log10(low))
-    while True:
-        for m in (1, 2, 5):
-            value = m * 10.0**exponent
-            if value > high * 1.0001:
-                return ticks
-            if value >= low * 0.9999:
-                ticks.append(value)
-        exponent += 1
-
-
-def _tick_label(value: float) -> str:
-    return f"{value:g}"
-
-
-class _Plot:
-    """A plot area with a log (or linear) y axis and a linear x axis, drawn as SVG text."""
-
-    def __init__(
-        self,
-        title: str,
-        x_range: tuple[float, float],
-        y_range: tuple[float, float],
-        *,
-        y_log: bool,
-        x_label: str,
-        y_label: str,
-    ) -> None:
-        self.parts: list[str] = []
-        self.x0, self.x1 = x_range
-        self.y0, self.y1 = y_range
-        self.y_log = y_log
-        self.width = _W - _LEFT - _RIGHT
-        self.height = _H - _TOP - _BOTTOM
-        self.parts.append(
-            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" '
-            f'width="{_W}" height="{_H}" role="img" aria-label="{_esc(title)}">'
-        )
-        self.parts.append(f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="#fff"/>')
-        self.parts.append(
-            f'<text x="{_LEFT}" y="14" font-size="13" font-weight="bold">{_esc(title)}</text>'
-        )
-        self.parts.append(
-            f'<text x="{_LEFT + self.width / 2}" y="{_H - 8}" font-size="12" '
-            f'text-anchor="middle">{_esc(x_label)}</text>'
-        )
-        self.parts.append(
-            f'<text x="14" y="{_TOP + self.height / 2}" font-size="12" text-anchor="middle" '
-            f'transform="rotate(-90 14 {_TOP + self.height / 2})">{_esc(y_label)}</text>'
-        )
-        self.parts.append(
-            f'<rect x="{_LEFT}" y="{_TOP}" width="{self.width}" height="{self.height}" '
-            'fill="none" stroke="#999"/>'
-        )
-
-    def sx(self, x: float) -> float:
-        span = (self.x1 - self.x0) or 1.0
-        return _LEFT + (x - self.x0) / span * self.width
-
-    def sy(self, y: float) -> float:
-        if self.y_log:
-            low, high = math.log10(self.y0), math.log10(self.y1)
-            value = math.log10(max(y, self.y0))
-        else:
-            low, high, value = self.y0, self.y1, y
-        span = (high - low) or 1.0
-        return _TOP + self.height - (value - low) / span * self.height
-
-    def x_tick(self, x: float, label: str) -> None:
-        px = self.sx(x)
-        bottom = _TOP + self.height
-        self.parts.append(
-            f'<line x1="{px:.1f}" y1="{_TOP}" x2="{px:.1f}" y2="{bottom}" stroke="#eee"/>'
-        )
-        self.parts.append(
-            f'<text x="{px:.1f}" y="{bottom + 16}" font-size="11" '
-            f'text-anchor="middle">{_esc(label)}</text>'
-        )
-
-    def y_tick(self, y: float, label: str) -> None:
-        py = self.sy(y)
-        right = _LEFT + self.width
-        self.parts.append(
-            f'<line x1="{_LEFT}" y1="{py:.1f}" x2="{right}" y2="{py:.1f}" stroke="#eee"/>'
-        )
-        self.parts.append(
-            f'<text x="{_LEFT - 6}" y="{py + 4:.1f}" font-size="11" '
-            f'text-anchor="end">{_esc(label)}</text>'
-        )
-
-    def line(self, points: Sequence[tuple[float, float]], color: str, dash: bool = False) -> None:
-        if not points:
-            return
-        path = " ".join(f"{self.sx(x):.1f},{self.sy(y):.1f}" for x, y in points)
-        style = ' stroke-dasharray="5,4"' if dash else ""
-        self.parts.append(
-            f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.8"{style}/>'
-        )
-
-    def dot(self, x: float, y: float, color: str) -> None:
-        self.parts.append(
-            f'<circle cx="{self.sx(x):.1f}" cy="{self.sy(y):.1f}" r="3.2" fill="{color}"/>'
-        )
-
-    def legend(self, entries: Sequence[tuple[str, str]]) -> None:
-        x = _LEFT + self.width + 12
-        for i, (label, color) in enumerate(entries):
-            y = _TOP + 12 + i * 17
-            self.parts.append(
-                f'<line x1="{x}" y1="{y - 4}" x2="{x + 18}" y2="{y - 4}" stroke="{color}" '
-                'stroke-width="3"/>'
-            )
-            self.parts.append(f'<text x="{x + 24}" y="{y}" font-size="11">{_esc(label)}</text>')
-
-    def svg(self) -> str:
-        return "".join(self.parts) + "</svg>"
-
-
-def _colors(result: RunResult) -> list[str]:
-    return [_PALETTE[i % len(_PALETTE)] for i in range(len(result.arms))]
-
-
-def _y_range(values: Iterable[float]) -> tuple[float, float]:
-    positive = [v for v in values if v > 0]
-    if not positive:
-        return 0.001, 1.0
-    # Round outwards to quarter decades so the curves never touch the frame.
-    low = 10.0 ** (math.floor(math.log10(min(positive)) * 4) / 4)
-    high = 10.0 ** (math.ceil(math.log10(max(positive)) * 4) / 4)
-    if high <= low:
-        high = low * 10
-    return low, high
-
-
-_Series = Sequence[tuple[ArmResult, str]]
-
-
-def _series(result: RunResult) -> list[tuple[ArmResult, str]]:
-    """Arms with their colours, leaving out arms without an OK call (no latency to draw)."""
-    return [(a, c) for a, c in zip(result.arms, _colors(result), strict=True) if a.ok]
-
-
-def percentile_plot(series: _Series, title: str = "Latency by percentile") -> str:
-    """Latency by percentile (HdrHistogram style: x is log10(1 / (1 - q)), 0 to 99.999 %)."""
-    most = max((arm.ok for arm, _ in series), default=1)
-    x_max = max(1.0, min(5.0, math.log10(max(most, 10))))
-    steps = 120
-    curves: list[list[tuple[float, float]]] = []
-    for arm, _ in series:
-        xs = [x_max * k / steps for k in range(steps + 1)]
-        qs = [min(100.0, 100.0 * (1.0 - 10.0**-x)) for x in xs]
-        values = arm.latency.percentiles(qs)
-        curves.append([(x, _ms(values[q])) for x, q in zip(xs, qs, strict=True)])
-    y_low, y_high = _y_range(y for curve in curves for _, y in curve)
-    plot = _Plot(
-        title,
-        (0.0, x_max),
-        (y_low, y_high),
-        y_log=True,
-        x_label="percentile",
-        y_label="latency (ms, log scale)",
-    )
-    labels = ("0%", "90%", "99%", "99.9%", "99.99%", "99.999%")
-    for x, label in enumerate(labels):
-        if x <= x_max + 1e-9:
-            plot.x_tick(x, label)
-    for tick in _log_ticks(y_low, y_high):
-        plot.y_tick(tick, _tick_label(tick))
-    for curve, (_, color) in zip(curves, series, strict=True):
-        plot.line(curve, color)
-    plot.legend([(arm.label, color) for arm, color in series])
-    return plot.svg()
-
-
-def density_plot(series: _Series, title: str = "Latency distribution", bins: int = 60) -> str:
-    """Share of calls per latency bin (log-spaced bins up to the highest p99.9), one line per arm.
-
-    Calls slower than the right edge are left out of the plot (the percentile plot shows them).
-    """
-    histograms = [arm.latency for arm, _ in series if arm.ok]
-    low = min((_ms(h.min) for h in histograms), default=0.001)
-    high = max((_ms(h.percentile(99.9)) for h in histograms), default=1.0)
-    low, high = max(low, 1e-3), max(high, low * 1.01)
-    edges = [low * (high / low) ** (i / bins) for i in range(bins + 1)]
-    centres = [math.sqrt(edges[i] * edges[i + 1]) for i in range(bins)]
-    curves: list[list[tuple[float, float]]] = []
-    peak = 0.0
-    for arm, _ in series:
-        shares = _binned(arm.latency, edges)
-        peak = max(peak, *shares) if shares else peak
-        curves.append(list(zip(centres, shares, strict=True)))
-    plot = _Plot(
-        title,
-        (math.log10(low), math.log10(high)),
-        (0.0, max(peak, 1e-9) * 1.05),
-        y_log=False,
-        x_label="latency (ms, log scale; up to the highest p99.9)",
-        y_label="share of calls per bin",
-    )
-    for tick in _log_ticks(low, high):
-        plot.x_tick(math.log10(tick), _tick_label(tick))
-    for i in range(5):
-        value = peak * 1.05 * i / 4
-        plot.y_tick(value, f"{value * 100:.0f}%")
-    for curve, (_, color) in zip(curves, series, strict=True):
-        plot.line([(math.log10(x), y) for x, y in curve], color)
-    plot.legend([(arm.label, color) for arm, color in series])
-    return plot.svg()
-
-
-def _binned(histogram: Histogram, edges_ms: Sequence[float]) -> list[float]:
-    counts = [0] * (len(edges_ms) - 1)
-    if not histogram.count:
-        return [0.0] * len(counts)
-    for low, high, count in histogram.buckets():
-        centre = _ms((low + high) / 2)
-        index = min(max(bisect.bisect_right(edges_ms, centre) - 1, 0), len(counts) - 1)
-        if centre <= edges_ms[-1]:
-            counts[index] += count
-    return [c / histogram.count for c in counts]
-
-
-def ratio_plot(result: RunResult) -> str:
-    """Each round's p50 ratio to the baseline, one row of dots per non-baseline arm."""
-    colors = _colors(result)
-    compared = [
-        (arm, color)
-        for arm, color in zip(result.arms, colors, strict=True)
-        if arm.label != arm.baseline and arm.ratios
-    ]
-    ratios = [r for arm, _ in compared for r in arm.ratios] or [1.0]
-    low = min(0.95, min(ratios) - 0.02)
-    high = max(1.05, max(ratios) + 0.02)
-    rounds = max(len(arm.ratios) for arm, _ in compared) if compared else 1
-    plot = _Plot(
-        "p50 ratio to baseline, per round",
-        (-0.5, rounds - 0.5),
-        (low, high),
-        y_log=False,
-        x_label="round",
-        y_label="p50 / baseline p50",
-    )
-    for r in range(rounds):
-        plot.x_tick(r, str(r + 1))
-    step = 0.05 if high - low < 0.6 else 0.25 if high - low < 3 else 1.0
-    tick = math.ceil(low / step) * step
-    while tick <= high:
-        plot.y_tick(tick, f"{tick:.2f}")
-        tick += step
-    plot.line([(-0.5, 1.0), (rounds - 0.5, 1.0)], "#444", dash=True)
-    for arm, color in compared:
-        for r, ratio in enumerate(arm.ratios):
-            plot.dot(r, ratio, color)
-        plot.line([(-0.5, arm.ratio_median), (rounds - 0.5, arm.ratio_median)], color, dash=True)
-    plot.legend([(arm.label, color) for arm, color in compared])
-    return plot.svg()
-
-
 # -- HTML ---------------------------------------------------------------------------------
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
-h1{font-size:20px}h2{font-size:16px;margin-top:28px}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;
+max-width:1400px}
+h1{font-size:20px;margin-bottom:4px}h2{font-size:16px;margin-top:28px}
+p.run{margin:0 0 12px;color:#444;font-size:13px}
 table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #ccc;padding:4px 8px;white-space:nowrap}th{background:#f3f3f3}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 code{background:#f6f6f6;padding:1px 4px}
-.meta td:first-child{font-weight:bold}
-.swatch{display:inline-block;width:10px;height:10px;margin-right:6px}
+.wide{overflow-x:auto}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px;max-width:900px}
+.grid{display:flex;flex-wrap:wrap;gap:16px}
+figure.group{margin:0;border:1px solid #ddd;border-radius:6px;padding:8px;background:#fff;
+width:420px}
+figure.group figcaption{font-weight:bold;font-size:14px;margin-bottom:4px}
+.legend{display:flex;flex-wrap:wrap;gap:4px;margin:4px 0 6px}
+button.key{font:12px system-ui,sans-serif;border:1px solid #ccc;border-radius:12px;
+background:#fafafa;padding:2px 8px;cursor:pointer}
+button.key[aria-pressed=false]{opacity:.45;text-decoration:line-through}
+.sw{display:inline-block;width:14px;height:3px;margin:0 6px 3px 0;vertical-align:middle}
+.sw.dash{background-image:linear-gradient(90deg,transparent 60%,#fff 60%);
+background-size:6px 3px}
+svg.chart{display:block;font-family:system-ui,sans-serif}
+svg .ct{font-size:13px;font-weight:bold}svg .tk{font-size:10px;fill:#555}
+svg .al{font-size:11px;fill:#333}svg .bh{font-size:12px;font-weight:bold;fill:#333}
+svg .rl{font-size:12px}svg .rv{font-size:11px;fill:#333;font-variant-numeric:tabular-nums}
+svg .off{display:none}
+details.env summary{cursor:pointer;font-weight:bold}
+details.env td:first-child{font-weight:bold}
 """
+
+# Legend toggles: a click on a key hides or shows that series in every chart of its figure.
+# ``#hide=a,b`` in the address hides series on load (a link to a view; the render test uses it).
+_JS = """
+(function(){
+function toggle(b){
+  var on=b.getAttribute('aria-pressed')!=='false',s=b.getAttribute('data-series');
+  b.setAttribute('aria-pressed',on?'false':'true');
+  b.closest('figure').querySelectorAll('svg [data-series]').forEach(function(el){
+    if(el.getAttribute('data-series')===s){el.classList.toggle('off',on);}
+  });
+}
+document.addEventListener('click',function(e){
+  var b=e.target.closest&&e.target.closest('button.key');if(b){toggle(b);}
+});
+var m=/^#hide=(.*)$/.exec(location.hash);
+if(m){decodeURIComponent(m[1]).split(',').forEach(function(s){
+  document.querySelectorAll('button.key').forEach(function(b){
+    if(b.getAttribute('data-series')===s){b.click();}
+  });
+});}
+})();
+"""
+
+_PERCENTILE_MARKS = (
+    (50.0, "p50"),
+    (90.0, "p90"),
+    (99.0, "p99"),
+    (99.9, "p99.9"),
+    (99.99, "p99.99"),
+)
+_FAMILY_NAMES = {"grpc": "bare grpcio"}
+_SMALL = (420, 230)  # one small multiple: three figures side by side on a 1400 px screen
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
 
 
 def _html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: set[int]) -> str:
@@ -653,42 +434,289 @@ def _html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def to_html(result: RunResult) -> str:
-    """A self-contained HTML report: meta data, summary table, three SVG plots, errors."""
-    env = result.environment
-    colors = _colors(result)
-    series = _series(result)
-    kinds = sorted({arm.kind for arm in result.arms}, key=lambda k: k == "aio")
-    # One plot per family when both are there: sixteen curves in one plot help nobody.
-    groups = (
-        [(f", {kind} variants", [(a, c) for a, c in series if a.kind == kind]) for kind in kinds]
-        if len(kinds) > 1
-        else [("", series)]
-    )
-    meta_rows = [
-        ("command", f"<code>{_esc(result.command)}</code>"),
-        ("started", _esc(result.started_at)),
-        ("wall time", f"{result.wall_seconds:.1f} s"),
-        ("load", _esc(", ".join(f"{k}={v}" for k, v in result.load.describe().items()))),
+def variant_groups(arms: Sequence[ArmResult]) -> list[tuple[str, list[ArmResult]]]:
+    """Arms grouped for the small multiples: by kind (sync, aio) and the variant name's first
+    word (``grpc``, ``intercept``, ``chain``, ``channel``: ``chain+tracing`` and ``chain-aio`` go
+    with ``chain``), in order of first appearance. Titles read ``sync · chain``; the bare
+    ``grpc-*`` stubs are ``bare grpcio``."""
+    groups: dict[tuple[str, str], list[ArmResult]] = {}
+    for arm in arms:
+        match = re.match(r"[A-Za-z0-9]+", arm.variant)
+        family = match.group(0) if match else arm.variant
+        groups.setdefault((arm.kind, family), []).append(arm)
+    return [
+        (f"{kind} · {_FAMILY_NAMES.get(family, family)}", members)
+        for (kind, family), members in groups.items()
     ]
-    meta_rows += [(f"version: {k}", _esc(v)) for k, v in env["versions"].items()]
-    meta_rows += [(f"machine: {k}", _esc(v)) for k, v in env["machine"].items()]
-    targets = {arm.target.describe()["address"] + " " + arm.target.method for arm in result.arms}
-    meta_rows += [("target", _esc(t)) for t in sorted(targets)]
-    meta = "".join(f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>" for k, v in meta_rows)
+
+
+def _ratio_rows(result: RunResult) -> list[charts.RatioRow]:
+    """One row per arm compared with a baseline; the A/A band is ``<baseline>-again``'s min-max
+    when that arm ran against the same baseline."""
+    by_label = {arm.label: arm for arm in result.arms}
+    compared = [a for a in result.arms if a.label != a.baseline and a.ratios]
+    colors = charts.palette(len(compared))
+    rows = []
+    for arm, color in zip(compared, colors, strict=True):
+        again = by_label.get(f"{arm.baseline}-again")
+        band = None
+        if again is not None and again.ratios and again.baseline == arm.baseline:
+            band = (again.ratio_min, again.ratio_max)
+        rows.append(
+            charts.RatioRow(
+                arm.label,
+                arm.baseline,
+                color,
+                arm.ratio_median,
+                arm.ratio_min,
+                arm.ratio_max,
+                len(arm.ratios),
+                band,
+            )
+        )
+    # Grouped under their baselines, in the order the baselines first appear.
+    order = {b: i for i, b in enumerate(dict.fromkeys(r.baseline for r in rows))}
+    return sorted(rows, key=lambda r: order[r.baseline])
+
+
+def _ratio_section(result: RunResult) -> list[str]:
+    rows = _ratio_rows(result)
+    if not rows:
+        if len(result.arms) == 1:
+            arm = result.arms[0]
+            text = (
+                f"Only one variant ran (<code>{_esc(arm.label)}</code>): there is nothing to "
+                "compare it with, so there is no ratio chart. Name two or more with "
+                "<code>--variants</code> (for example <code>grpc-sync,grpc-sync-again</code> "
+                "for an A/A check of the run's noise)."
+            )
+        else:
+            text = (
+                "No variant has a ratio to its baseline (every variant is its own baseline, or "
+                "no round had OK calls of both), so there is nothing to compare."
+            )
+        return [f'<p class="note" id="no-ratio">{text}</p>']
+    chart = charts.ratio_chart(rows, "p50 ratio to baseline: median, min-max over rounds")
+    banded = sorted({r.baseline for r in rows if r.band is not None})
+    if banded:
+        explain = (
+            "Grey band: the A/A noise of the run, the min-max ratio of "
+            + ", ".join(f"<code>{_esc(b)}-again</code> to <code>{_esc(b)}</code>" for b in banded)
+            + " (the same calls on a second channel). A variant inside it is not measurably "
+            "different from its baseline."
+        )
+    else:
+        explain = (
+            "No A/A band: run <code>&lt;baseline&gt;-again</code> too (e.g. "
+            "<code>grpc-sync-again</code>) to see how much the same calls differ by chance."
+        )
+    return [chart, f"<p>{explain} Hover a row for its numbers.</p>"]
+
+
+def _percentile_curve(arm: ArmResult, x_max: float) -> list[tuple[float, float] | None]:
+    steps = 80
+    xs = [x_max * k / steps for k in range(steps + 1)]
+    qs = [min(100.0, 100.0 * (1.0 - 10.0**-x)) for x in xs]
+    values = arm.latency.percentiles(qs)
+    return [(x, _ms(values[q])) for x, q in zip(xs, qs, strict=True)]
+
+
+def _latency_range(values: Iterable[float]) -> tuple[float, float]:
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return 0.001, 1.0
+    # Round outwards to quarter decades so the curves never touch the frame.
+    low = 10.0 ** (math.floor(math.log10(min(positive)) * 4) / 4)
+    high = 10.0 ** (math.ceil(math.log10(max(positive)) * 4) / 4)
+    return (low, high) if high > low else (low, low * 10)
+
+
+def _group_figures(result: RunResult) -> list[str]:
+    """One figure per variant group: latency by percentile and p50 per round, its baselines from
+    other groups drawn dashed for reference, one legend that toggles both charts."""
+    drawable = [arm for arm in result.arms if arm.ok]
+    if not drawable:
+        return ['<p class="note">No variant had an OK call: there is no latency to plot.</p>']
+    by_label = {arm.label: arm for arm in drawable}
+    most = max(arm.ok for arm in drawable)
+    x_max = max(1.0, min(5.0, math.log10(max(most, 10))))
+    curves = {arm.label: _percentile_curve(arm, x_max) for arm in drawable}
+    y_pct = _latency_range(p[1] for curve in curves.values() for p in curve if p is not None)
+    round_ms = {
+        arm.label: [None if v is None else _ms(v) for v in arm.round_p50_ns] for arm in drawable
+    }
+    all_rounds = [v for values in round_ms.values() for v in values if v is not None]
+    r_low, r_high = (min(all_rounds), max(all_rounds)) if all_rounds else (0.0, 1.0)
+    # One stall 20x the usual p50 would flatten every other line on a linear axis: past a 3x
+    # spread the axis turns logarithmic, where the stall still stands out.
+    rounds_log = r_low > 0 and r_high / r_low > 3.0
+    if rounds_log:
+        y_rounds = _latency_range((r_low, r_high))
+    else:
+        r_pad = (r_high - r_low) * 0.08 or r_high * 0.1 or 0.1
+        y_rounds = (max(0.0, r_low - r_pad), r_high + r_pad)
+    rounds = max((len(v) for v in round_ms.values()), default=1)
+    pct_ticks = [
+        (float(x), label)
+        for x, label in enumerate(("0%", "90%", "99%", "99.9%", "99.99%", "99.999%"))
+        if x <= x_max + 1e-9
+    ]
+    ms_ticks = [(t, f"{t:g}") for t in charts.log_ticks(*y_pct)]
+    round_y_ticks = [
+        (t, f"{t:g}")
+        for t in (charts.log_ticks(*y_rounds) if rounds_log else charts.nice_ticks(*y_rounds, 6))
+    ]
+    round_x_ticks = [(float(r), str(r)) for r in charts.round_ticks(rounds)]
+    figures = []
+    for name, members in variant_groups(result.arms):
+        shown = [arm for arm in members if arm.ok]
+        if not shown:
+            continue
+        labels = [arm.label for arm in shown]
+        references = [
+            by_label[arm.baseline]
+            for arm in shown
+            if arm.baseline in by_label and arm.baseline not in labels
+        ]
+        references = list({arm.label: arm for arm in references}.values())
+        series = [(arm, False) for arm in shown] + [(arm, True) for arm in references]
+        colors = charts.palette(len(series))
+        pct_lines, round_lines, keys = [], [], []
+        for (arm, is_reference), color in zip(series, colors, strict=True):
+            shown_label = f"{arm.label} (baseline)" if is_reference else arm.label
+            marks_p = arm.latency.percentiles(p for p, _ in _PERCENTILE_MARKS)
+            marks = [
+                (
+                    math.log10(100.0 / (100.0 - p)),
+                    _ms(marks_p[p]),
+                    f"{arm.label} {name_p}: {_ms(marks_p[p]):.3f} ms",
+                )
+                for p, name_p in _PERCENTILE_MARKS
+                if math.log10(100.0 / (100.0 - p)) <= x_max + 1e-9
+            ]
+            pct_lines.append(
+                charts.Line(arm.label, color, curves[arm.label], marks, dashed=is_reference)
+            )
+            per_round = round_ms[arm.label]
+            round_lines.append(
+                charts.Line(
+                    arm.label,
+                    color,
+                    [None if v is None else (float(r + 1), v) for r, v in enumerate(per_round)],
+                    [
+                        (float(r + 1), v, f"{arm.label} round {r + 1}: p50 {v:.3f} ms")
+                        for r, v in enumerate(per_round)
+                        if v is not None
+                    ],
+                    dashed=is_reference,
+                )
+            )
+            dash = " dash" if is_reference else ""
+            keys.append(
+                f'<button type="button" class="key" data-series="{_esc(arm.label)}" '
+                f'aria-pressed="true" title="click to hide or show">'
+                f'<span class="sw{dash}" style="background-color:{color}"></span>'
+                f"{_esc(shown_label)}</button>"
+            )
+        pct = charts.line_chart(
+            title="Latency by percentile",
+            lines=pct_lines,
+            x_range=(0.0, x_max),
+            y_range=y_pct,
+            x_ticks=pct_ticks,
+            y_ticks=ms_ticks,
+            x_label="percentile",
+            y_label="ms (log)",
+            y_log=True,
+            css_class="percentiles",
+            size=_SMALL,
+        )
+        per_round_chart = charts.line_chart(
+            title="p50 per round (a stall shows as a spike)",
+            lines=round_lines,
+            x_range=(0.5, rounds + 0.5),
+            y_range=y_rounds,
+            x_ticks=round_x_ticks,
+            y_ticks=round_y_ticks,
+            x_label="round",
+            y_label="p50 ms (log)" if rounds_log else "p50 ms",
+            y_log=rounds_log,
+            css_class="rounds",
+            size=_SMALL,
+        )
+        figures.append(
+            f'<figure class="group" data-group="{_esc(name)}"><figcaption>{_esc(name)}'
+            f"</figcaption>"
+            f'<div class="legend">{"".join(keys)}</div>'
+            f"{pct}{per_round_chart}</figure>"
+        )
+    return ['<div class="grid groups">', *figures, "</div>"]
+
+
+def _env_value(value: object) -> str:
+    if value is None:
+        return "<i>unknown</i>"
+    if isinstance(value, list | tuple):
+        return _esc(", ".join(str(v) for v in value))
+    if isinstance(value, dict):
+        return _esc(", ".join(f"{k}: {v}" for k, v in value.items()))
+    return _esc(value)
+
+
+def _environment(result: RunResult) -> str:
+    """The environment as a collapsed key/value table (sections as sub-headings)."""
+    env = result.environment
+    versions = env.get("versions", {})
+    machine = env.get("machine", {})
+    summary = ", ".join(
+        text
+        for text in (
+            f"python {versions.get('python')}" if versions.get("python") else "",
+            f"grpcio {versions.get('grpcio')}" if versions.get("grpcio") else "",
+            f"{machine.get('cpu_count')} CPUs" if machine.get("cpu_count") else "",
+        )
+        if text
+    )
+    rows = []
+    for section, values in env.items():
+        rows.append(f'<tr><th colspan="2">{_esc(section.replace("_", " "))}</th></tr>')
+        if isinstance(values, dict):
+            rows += [
+                f"<tr><td>{_esc(str(k).replace('_', ' '))}</td><td>{_env_value(v)}</td></tr>"
+                for k, v in values.items()
+            ]
+        else:
+            rows.append(f"<tr><td>{_esc(section)}</td><td>{_env_value(values)}</td></tr>")
+    targets = sorted({f"{a.target.describe()['address']} {a.target.method}" for a in result.arms})
+    rows.append('<tr><th colspan="2">target</th></tr>')
+    rows += [f"<tr><td>called</td><td><code>{_esc(t)}</code></td></tr>" for t in targets]
+    return (
+        f'<details class="env"><summary>{_esc(summary or "versions and machine")} '
+        "(click for the full list)"
+        f"</summary><table>{''.join(rows)}</table></details>"
+    )
+
+
+def to_html(result: RunResult) -> str:
+    """A self-contained HTML report that opens with the ratio chart.
+
+    In order: the run line (command, start, wall time, load); the per-variant p50 ratio to the
+    baseline (median dot, min-max whisker, the A/A band shaded; a note instead when nothing can
+    be compared, e.g. a single-variant run); one figure per variant group with latency by
+    percentile and p50 per round (legend keys hide/show series, marks show values on hover);
+    the summary table; open-loop send lag; status codes; variants; skipped variants; notes; and
+    the environment in a collapsed ``<details>``. Inline CSS, SVG and a few lines of script
+    only: no external asset, so the file works offline.
+    """
+    load_text = ", ".join(f"{k}={v}" for k, v in result.load.describe().items() if v is not None)
     open_loop = result.load.mode == "open"
     headers = ["variant", "calls", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "calls/s"]
     if open_loop:
         headers += ["asked/s"]
     headers += ["CPU µs/call (+vs)", "vs", "p50 ratio median (min-max)", "rps ratio", "failed"]
     rows = []
-    for arm, color in zip(result.arms, colors, strict=True):
-        row = [
-            f'<span class="swatch" style="background:{color}"></span>{_esc(arm.label)}',
-            str(arm.calls),
-            *_latency_cells(arm),
-            f"{arm.throughput:.0f}",
-        ]
+    for arm in result.arms:
+        row = [_esc(arm.label), str(arm.calls), *_latency_cells(arm), f"{arm.throughput:.0f}"]
         if open_loop:
             row.append(_fmt_asked(result))
         row += [
@@ -707,7 +735,7 @@ def to_html(result: RunResult) -> str:
         numeric=set(),
     )
     extra: list[str] = []
-    if result.load.mode == "open":
+    if open_loop:
         lag_rows = []
         for arm in result.arms:
             if arm.lag is None:
@@ -740,24 +768,30 @@ def to_html(result: RunResult) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>grpc-channel benchmark report</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>grpc-channel invoke-latency benchmark</h1>",
-        f'<table class="meta">{meta}</table>',
+        f'<p class="run"><code>{_esc(result.command)}</code> · started {_esc(result.started_at)}'
+        f" · took {result.wall_seconds:.1f} s · {len(result.arms)} "
+        f"variant{'' if len(result.arms) == 1 else 's'} · "
+        f"{_esc(load_text)}</p>",
+        '<section id="ratio"><h2>Ratio to baseline</h2>',
+        *_ratio_section(result),
+        "</section>",
+        '<section id="groups"><h2>Latency per variant group</h2>',
+        "<p>Each figure: its variants and, dashed, their baselines. Click a legend key to hide or "
+        "show that series; hover a dot for its value. All figures share their axes.</p>",
+        *_group_figures(result),
+        "</section>",
         "<h2>Summary</h2>",
-        summary,
+        f'<div class="wide">{summary}</div>',
         "<p>Latencies: calls that ended OK only; failed calls are counted under Status codes "
         "(a variant without an OK call shows none). Ratios: each round's p50 of the variant over "
         "the p50 of its baseline in the same round; median and min-max over rounds. rps ratio: "
         "the same for calls per second (median). calls/s: calls completed per second the variant "
         "ran (open loop: the rate achieved, beside the rate asked). CPU: client process CPU (all "
         "threads) per call.</p>",
-        "<h2>Latency by percentile</h2>",
-        *(percentile_plot(group, f"Latency by percentile{name}") for name, group in groups),
-        "<h2>Latency distribution</h2>",
-        *(density_plot(group, f"Latency distribution{name}") for name, group in groups),
-        "<h2>Ratio to baseline per round</h2>",
-        ratio_plot(result),
         *extra,
         "<h2>Status codes and errors</h2>",
         _html_table(["variant", "status codes", "errors (top 10)"], code_rows, set()),
@@ -768,6 +802,7 @@ def to_html(result: RunResult) -> str:
         parts += ["<h2>Skipped variants</h2>", f"<ul>{skipped}</ul>"]
     if notes:
         parts += ["<h2>Notes</h2>", f"<ul>{notes}</ul>"]
+    parts += ["<h2>Environment</h2>", _environment(result), f"<script>{_JS}</script>"]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -778,8 +813,12 @@ def write_reports(
     html_path: str | Path | None = None,
     json_path: str | Path | None = None,
     csv_path: str | Path | None = None,
+    prometheus_path: str | Path | None = None,
+    hdr_out: str | Path | None = None,
 ) -> list[Path]:
-    """Write the requested report files (parent folders must exist); return their paths."""
+    """Write the requested report files; return their paths. Parent folders must exist, except
+    an ``hdr_out`` folder given with a trailing separator (created). ``hdr_out`` is a folder or a
+    file-name prefix for one ``.hgrm`` file per arm (see ``export.hdr_paths``)."""
     written: list[Path] = []
     if html_path is not None:
         path = Path(html_path)
@@ -793,4 +832,8 @@ def write_reports(
         path = Path(csv_path)
         path.write_text(to_csv(result), encoding="utf-8")
         written.append(path)
+    if prometheus_path is not None:
+        written.append(write_prometheus(result, prometheus_path))
+    if hdr_out is not None:
+        written.extend(write_hdr(result, hdr_out))
     return written

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import json
@@ -51,6 +52,7 @@ import pickle
 import queue
 import random
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,6 +90,8 @@ __all__ = [
     "Arm",
     "ArmResult",
     "BlockStats",
+    "ConcurrencySchedule",
+    "LoadSchedule",
     "LoadSpec",
     "RunError",
     "RunResult",
@@ -119,6 +123,184 @@ class RunError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class LoadSchedule:
+    """An open-loop rate that changes over the run, as ghz's ``--load-schedule``.
+
+    ``step``: ``start`` calls/s, changed by ``step`` every ``step_seconds``; ``line``: changed by
+    ``step`` calls/s every second, continuously. Either way the rate stops changing at ``end``
+    (None: never) and must stay above 0 (a falling schedule needs ``end``). Time is the arm's
+    own clock (see :class:`Timeline`).
+    """
+
+    kind: Literal["step", "line"]
+    start: float
+    step: float
+    end: float | None = None
+    step_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("step", "line"):
+            raise RunError(f"load schedule must be step or line, got {self.kind!r}")
+        for name, value in (("start", self.start), ("end", self.end)):
+            if value is not None and (not value > 0 or math.isinf(value)):
+                raise RunError(f"load schedule {name} must be a finite rate > 0, got {value}")
+        if math.isnan(self.step) or math.isinf(self.step):
+            raise RunError(f"load schedule step must be finite, got {self.step}")
+        if self.step < 0 and self.end is None:
+            raise RunError("a falling load schedule (step < 0) needs an end rate")
+        if self.kind == "step" and not self.step_seconds > 0:
+            raise RunError(f"load step duration must be > 0, got {self.step_seconds}")
+
+    def rate_at(self, seconds: float) -> float:
+        """The rate (calls/s) ``seconds`` into the schedule."""
+        # The nudge keeps a due time that lands on a step boundary (summed in floats, a hair
+        # short of it) in the new step.
+        steps = seconds if self.kind == "line" else math.floor(seconds / self.step_seconds + 1e-9)
+        rate = self.start + self.step * steps
+        if self.end is not None:
+            rate = min(rate, self.end) if self.step >= 0 else max(rate, self.end)
+        return rate
+
+    def offsets_ns(self, count: int) -> list[int]:
+        """When calls 0..count are due, in ns after call 0 (call j+1 follows call j by one
+        interval at the rate when call j is due)."""
+        offsets, at = [], 0.0
+        for _ in range(count + 1):
+            offsets.append(round(at * 1e9))
+            at += 1.0 / self.rate_at(at)
+        return offsets
+
+    def rates(self, count: int) -> tuple[float, float, float]:
+        """For a run of ``count`` calls (>= 1): the first rate, the rate when the last call is
+        due, and the mean rate (``count`` over the time from call 0 until call ``count`` would be
+        due)."""
+        offsets = self.offsets_ns(count)
+        last = self.rate_at(offsets[count - 1] / 1e9)
+        return self.start, last, count / (offsets[count] / 1e9)
+
+    def calls_within(self, seconds: float) -> int:
+        """How many calls fall due in the first ``seconds`` of the schedule."""
+        count, at = 0, 0.0
+        while at < seconds:
+            count += 1
+            at += 1.0 / self.rate_at(at)
+        return count
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "start": self.start,
+            "step": self.step,
+            "end": self.end,
+            "step_seconds": self.step_seconds if self.kind == "step" else None,
+        }
+
+
+@dataclass(frozen=True)
+class ConcurrencySchedule:
+    """Calls in flight that change over the run, as ghz's ``--concurrency-schedule`` (closed loop).
+
+    ``step``: ``start`` senders, changed by ``step`` every ``step_seconds``; ``line``: changed by
+    ``step`` senders per second (the level is rounded down). The level stops changing at ``end``
+    (None: no end level) or after ``max_seconds`` (None: never), whichever comes first, and never
+    drops below 1. A rising schedule needs ``end`` or ``max_seconds``, since the most senders a
+    run needs must be known when it starts; a falling one stops at ``end``, else at 1. Time is
+    each block's own clock, from its start (a load-tester run against ``--target`` is one block
+    per variant).
+    """
+
+    kind: Literal["step", "line"]
+    start: int
+    step: int
+    end: int | None = None
+    step_seconds: float = 1.0
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("step", "line"):
+            raise RunError(f"concurrency schedule must be step or line, got {self.kind!r}")
+        if self.start < 1:
+            raise RunError(f"concurrency schedule start must be >= 1, got {self.start}")
+        if self.end is not None and self.end < 1:
+            raise RunError(f"concurrency schedule end must be >= 1, got {self.end}")
+        if self.step == 0:
+            raise RunError("concurrency schedule step must not be 0 (that is const)")
+        if self.end is not None and (self.end - self.start) * self.step <= 0:
+            raise RunError(
+                f"concurrency schedule end {self.end} is not reached from start {self.start} "
+                f"with step {self.step:+d}"
+            )
+        if self.step > 0 and self.end is None and self.max_seconds is None:
+            raise RunError("a rising concurrency schedule needs an end level or a max duration")
+        if self.kind == "step" and not self.step_seconds > 0:
+            raise RunError(f"concurrency step duration must be > 0, got {self.step_seconds}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise RunError(f"concurrency max duration must be > 0, got {self.max_seconds}")
+
+    def _steps(self, seconds: float) -> float:
+        if self.max_seconds is not None:
+            seconds = min(seconds, self.max_seconds)
+        if self.kind == "line":
+            return seconds
+        # The nudge keeps a time summed in floats a hair short of a step boundary in the new step.
+        return math.floor(seconds / self.step_seconds + 1e-9)
+
+    def level_at(self, seconds: float) -> int:
+        """Senders active ``seconds`` into the schedule."""
+        level = math.floor(self.start + self.step * self._steps(seconds) + 1e-9)
+        if self.end is not None:
+            level = min(level, self.end) if self.step > 0 else max(level, self.end)
+        return max(1, level)
+
+    @property
+    def final(self) -> int:
+        """The level where the schedule stops changing."""
+        if self.max_seconds is not None:
+            return self.level_at(self.max_seconds)
+        if self.end is not None:
+            return self.end
+        return 1  # falling with no end and no max duration: down to one sender
+
+    @property
+    def peak(self) -> int:
+        """The most senders the schedule ever has active."""
+        return self.start if self.step < 0 else self.final
+
+    def _time_of(self, steps: float) -> float:
+        """Seconds until ``steps`` steps (line: level units) have been made."""
+        if self.kind == "line":
+            return steps / abs(self.step)
+        return math.ceil(steps / abs(self.step) - 1e-9) * self.step_seconds
+
+    def active_between(self, sender: int) -> tuple[float, float]:
+        """When sender number ``sender`` (0-based, over all workers) is active: from the first
+        to the second time in seconds (``math.inf``: never starts, or never stops)."""
+        if self.step > 0:
+            if sender < self.start:
+                return 0.0, math.inf
+            if sender >= self.peak:
+                return math.inf, math.inf
+            return self._time_of(sender - self.start + 1), math.inf
+        if sender >= self.start:
+            return math.inf, math.inf
+        if sender < self.final:
+            return 0.0, math.inf
+        return 0.0, self._time_of(self.start - sender)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "start": self.start,
+            "step": self.step,
+            "end": self.end,
+            "step_seconds": self.step_seconds if self.kind == "step" else None,
+            "max_seconds": self.max_seconds,
+            "peak": self.peak,
+            "final": self.final,
+        }
+
+
+@dataclass(frozen=True)
 class LoadSpec:
     """How hard and how long to call. Counts and rates are totals over all workers.
 
@@ -134,7 +316,8 @@ class LoadSpec:
     ``calls`` (instead of ``block_calls``) is the exact number of measured calls per arm over the
     whole run, split over the rounds (the first ``calls % rounds`` rounds make one more).
     ``block_seconds`` replaces both with a time slice per block (in the open loop: that slice's
-    worth of calls at ``rate``). Warm-up and re-warm calls come on top and are never recorded.
+    worth of calls at ``rate``). ``schedule`` (open loop, with ``calls``) varies the rate over the
+    run; ``rate`` is then its start. Warm-up and re-warm calls come on top and are never recorded.
     Open loop needs ``rate`` (calls per second); there ``concurrency`` is the number of senders,
     which bounds the calls in flight (a late sender delays later sends, and latency from the
     intended time shows it).
@@ -150,6 +333,8 @@ class LoadSpec:
     workers: int = 1
     rewarm_calls: int = 20
     calls: int | None = None
+    schedule: LoadSchedule | None = None
+    concurrency_schedule: ConcurrencySchedule | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("closed", "open"):
@@ -184,6 +369,19 @@ class LoadSpec:
                 raise RunError(f"open loop needs a rate > 0 calls/s, got {self.rate}")
         elif self.rate is not None:
             raise RunError("rate applies to the open loop only (mode='open')")
+        if self.schedule is not None:
+            if self.mode != "open":
+                raise RunError("a load schedule applies to the open loop only (mode='open')")
+            if self.calls is None:
+                raise RunError("a load schedule needs calls (a count) to run")
+        if self.concurrency_schedule is not None:
+            if self.mode != "closed":
+                raise RunError("a concurrency schedule applies to the closed loop only")
+            if self.concurrency != self.concurrency_schedule.peak:
+                raise RunError(
+                    f"concurrency ({self.concurrency}) must be the concurrency schedule's peak "
+                    f"({self.concurrency_schedule.peak})"
+                )
 
     def share(self, total: int, worker: int) -> int:
         """Worker ``worker``'s share of ``total`` (shares differ by at most one)."""
@@ -223,11 +421,25 @@ class LoadSpec:
         first = span.start + (worker - span.start) % self.workers
         return len(range(first, span.stop, self.workers))
 
+    @property
+    def asked_rate(self) -> float | None:
+        """The rate asked for over the run: ``rate``, or a load schedule's mean rate over the
+        run's calls (None: closed loop)."""
+        if self.schedule is not None and self.total_calls:
+            return self.schedule.rates(self.total_calls)[2]
+        return self.rate
+
     def describe(self) -> dict[str, Any]:
+        rates = None
+        if self.schedule is not None and self.total_calls:
+            first, last, mean = self.schedule.rates(self.total_calls)
+            rates = {"first": first, "last": last, "mean": mean}
         return {
             "mode": self.mode,
             "concurrency": self.concurrency,
             "rate": self.rate,
+            "asked_rate": self.asked_rate,
+            "schedule_rates": rates,
             "rounds": self.rounds,
             "calls": self.total_calls,
             "block_calls": (
@@ -237,6 +449,10 @@ class LoadSpec:
             "warmup_calls": self.warmup_calls,
             "rewarm_calls": self.rewarm_calls,
             "workers": self.workers,
+            "schedule": None if self.schedule is None else self.schedule.describe(),
+            "concurrency_schedule": (
+                None if self.concurrency_schedule is None else self.concurrency_schedule.describe()
+            ),
         }
 
 
@@ -446,10 +662,13 @@ class Timeline:
         *,
         start_ns: int | None = None,
         lead_ns: int = 1_000_000,
+        offsets_ns: Sequence[int] | None = None,
     ) -> None:
         _check_rate(rate)
         self.rate = rate
         self._interval = 1e9 / rate
+        # A load schedule's due times (call j at offsets_ns[j]); None: one every 1/rate.
+        self._offsets = offsets_ns
         self._pending = list(indices)
         heapq.heapify(self._pending)
         self._origin = start_ns
@@ -489,6 +708,8 @@ class Timeline:
     def due(self, index: int) -> int:
         if self._origin is None:
             raise RunError("the timeline has not started (call resume first)")
+        if self._offsets is not None:
+            return self._origin + self._offsets[index]
         return self._origin + round(index * self._interval)
 
     def _take(self, until: int, done: bool) -> int | None:
@@ -553,18 +774,56 @@ class _Block:
 class _ClosedBlock(_Block):
     """Back to back: each sender calls as soon as its previous call ended (after ``pause``)."""
 
-    def __init__(self, calls: int | None, seconds: float | None, pause: float) -> None:
-        self._take = _taker(calls, seconds)
+    def __init__(
+        self,
+        calls: int | None,
+        seconds: float | None,
+        pause: float,
+        stop: threading.Event | None = None,
+        window: Callable[[int], tuple[float, float]] | None = None,
+    ) -> None:
+        """``window`` maps a sender's number in this block (0, 1, ...) to the seconds after the
+        block's start between which it sends (a concurrency schedule); None: always."""
+        take = _taker(calls, seconds)
+        # A stop request (Ctrl-C) ends the block early: calls in flight end, no new ones start.
+        self._take = take if stop is None else (lambda: not stop.is_set() and take())
+        self._stopped: Callable[[], bool] = (lambda: False) if stop is None else stop.is_set
         self._pause = pause
+        self._window = window
+        self._numbers = itertools.count()
 
     def start(self, lock: contextlib.AbstractContextManager[Any], wake: Callable[[], None]) -> None:
         super().start(lock, wake)
+        self._wake = wake
+        self._spent = False
         self._t0 = time.perf_counter_ns()
+
+    def _run_out(self) -> None:
+        with self._lock:
+            if not self._spent:
+                self._spent = True
+                self._wake()  # senders waiting for their turn (a concurrency schedule) give up
 
     def sender(self) -> _Steps:
         part = BlockStats()
         take, pause = self._take, self._pause
-        while take():
+        begin, end = 0.0, math.inf
+        if self._window is not None:
+            begin, end = self._window(next(self._numbers))
+        while True:
+            if begin > 0 or end < math.inf:
+                now = (time.perf_counter_ns() - self._t0) / 1e9
+                if now >= end or begin == math.inf:
+                    break
+                if now < begin:
+                    if self._spent or self._stopped():
+                        break
+                    # Short slices, so a stop request is seen soon even without a wake-up.
+                    yield _WAIT, min(begin - now, 0.25)
+                    continue
+            if not take():
+                self._run_out()
+                break
             if pause:
                 yield _SLEEP, pause
             code, message, sent, ended = yield _CALL_NOW
@@ -846,9 +1105,18 @@ def arm_order(arm_count: int, round_index: int) -> list[int]:
 
 
 def _run_worker(
-    plan: _WorkerPlan, wait_all: Callable[[], None], progress: Callable[[int], None]
+    plan: _WorkerPlan,
+    wait_all: Callable[[], None],
+    progress: Callable[[int], None],
+    stop: threading.Event | None = None,
 ) -> list[dict[str, Any]]:
-    """Build every arm's caller, warm up, run the rounds; return one record per block."""
+    """Build every arm's caller, warm up, run the rounds; return one record per block.
+
+    ``stop`` (set from another thread or a signal handler) ends the run early: a closed-loop block
+    stops starting calls, an open-loop one runs to its end, and no further block starts; the
+    records of what was measured are returned.
+    """
+    stopped = stop.is_set if stop is not None else (lambda: False)
     import importlib
 
     for module in plan.modules:
@@ -864,12 +1132,14 @@ def _run_worker(
     try:
         variants: list[Variant] = [get_variant(arm.variant) for arm in plan.arms]
         for arm, variant in zip(plan.arms, variants, strict=True):
+            # Request numbers (templates) unique over the run: worker i of n numbers i, i+n, ...
+            target = dataclasses.replace(arm.target, number_start=index, number_stride=load.workers)
             try:
                 if variant.sync_factory is not None:
-                    callers.append(variant.sync_factory(arm.target, settings))
+                    callers.append(variant.sync_factory(target, settings))
                 else:
                     assert variant.aio_factory is not None
-                    factory = variant.aio_factory(arm.target, settings)
+                    factory = variant.aio_factory(target, settings)
                     callers.append(loop.run_until_complete(factory))
             except Exception as exc:
                 raise RunError(
@@ -881,9 +1151,21 @@ def _run_worker(
                 return _threads(block, caller.call, concurrency, executor)
             return loop.run_until_complete(_tasks(block, caller.call, concurrency))
 
-        def closed(caller: SyncCaller | AsyncCaller, calls: int | None, pause: float) -> BlockStats:
+        def closed(
+            caller: SyncCaller | AsyncCaller,
+            calls: int | None,
+            pause: float,
+            window: Callable[[int], tuple[float, float]] | None = None,
+        ) -> BlockStats:
             seconds = load.block_seconds if calls is None else None
-            return measure(caller, _ClosedBlock(calls, seconds, pause))
+            return measure(caller, _ClosedBlock(calls, seconds, pause, stop, window))
+
+        # A concurrency schedule numbers senders over all workers: this worker's k-th sender is
+        # sender index + k * workers (the same dealing as the calls).
+        window = None
+        schedule = load.concurrency_schedule
+        if schedule is not None:
+            window = lambda k: schedule.active_between(index + k * load.workers)  # noqa: E731
 
         for caller in callers:
             if warmup_calls:
@@ -894,20 +1176,29 @@ def _run_worker(
         if load.mode == "open":
             assert load.rate is not None and load.total_calls is not None
             mine = range(index, load.total_calls, load.workers)
-            timelines = [Timeline(load.rate, mine) for _ in callers]
+            offsets = None
+            if load.schedule is not None:
+                offsets = load.schedule.offsets_ns(load.total_calls)
+            timelines = [Timeline(load.rate, mine, offsets_ns=offsets) for _ in callers]
         rewarm = load.share(load.rewarm_calls, index) if len(callers) > 1 else 0
         for round_index in range(load.rounds):
+            if stopped():
+                break
             for arm_index in arm_order(len(callers), round_index):
+                if stopped():
+                    break
                 caller = callers[arm_index]
                 if rewarm:
                     closed(caller, max(rewarm, concurrency), 0.0)
                 wait_all()
+                if stopped():  # a stop request that came while waiting for the other workers
+                    break
                 if timelines:
                     until = load.round_span(round_index).stop
                     stats = measure(caller, _TimelineBlock(timelines[arm_index], until))
                 else:
                     pause = plan.arms[arm_index].pause_ms / 1000.0
-                    stats = closed(caller, load.worker_calls(round_index, index), pause)
+                    stats = closed(caller, load.worker_calls(round_index, index), pause, window)
                 records.append(_block_record(index, round_index, arm_index, stats))
                 progress(1)
     finally:
@@ -968,9 +1259,15 @@ def worker_main(stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> 
         if stdin.readline().strip() != "go":
             raise _Aborted
 
+    # SIGINT (Ctrl-C at the terminal reaches every process of the group; the parent also
+    # forwards its own) ends the run early: this worker finishes its calls in flight and sends
+    # what it measured, like a single-worker run.
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     try:
         plan = pickle.loads(base64.b64decode(stdin.readline()))
-        records = _run_worker(plan, wait_all, lambda steps: send("progress", steps))
+        records = _run_worker(plan, wait_all, lambda steps: send("progress", steps), stop)
     except _Aborted:
         send("error", "stopped: another worker failed")
         return 1
@@ -989,8 +1286,14 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run_processes(plans: list[_WorkerPlan], progress: Progress) -> list[dict[str, Any]]:
-    """Run one worker process per plan; the parent is the barrier between blocks."""
+def _run_processes(
+    plans: list[_WorkerPlan], progress: Progress, stop: threading.Event | None = None
+) -> list[dict[str, Any]]:
+    """Run one worker process per plan; the parent is the barrier between blocks.
+
+    When ``stop`` is set, every worker is sent SIGINT: each ends its run early and sends what it
+    measured. The barrier then lets waiting workers go once every other worker has sent its
+    result (they see the stop and send theirs)."""
     env = _child_env()
     lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
     processes: list[subprocess.Popen[str]] = []
@@ -1025,13 +1328,34 @@ def _run_processes(plans: list[_WorkerPlan], progress: Progress) -> list[dict[st
             process.stdin.write(base64.b64encode(pickle.dumps(plan)).decode() + "\n")
             process.stdin.flush()
         waiting: set[int] = set()
+        forwarded = False
+
+        def release() -> None:
+            # Every worker still running waits at the barrier: let them go.
+            if waiting and len(waiting) + len(results) == len(plans):
+                waiting.clear()
+                tell_all("go")
+
         while len(results) < len(plans):
+            if stop is not None and stop.is_set() and not forwarded:
+                forwarded = True
+                for process in processes:
+                    if process.poll() is None:
+                        with contextlib.suppress(OSError):
+                            process.send_signal(signal.SIGINT)
             try:
-                index, line = lines.get(timeout=0.5)
+                index, line = lines.get(timeout=0.1 if stop is not None else 0.5)
             except queue.Empty:
                 continue
             if line is None:
                 if index in results:
+                    continue
+                if stop is not None and stop.is_set():
+                    # Stopped before it could answer (Ctrl-C while it started up): it measured
+                    # nothing; the others' results still make the partial report.
+                    processes[index].wait()
+                    results[index] = []
+                    release()
                     continue
                 tell_all("abort")
                 code = processes[index].wait()
@@ -1039,13 +1363,12 @@ def _run_processes(plans: list[_WorkerPlan], progress: Progress) -> list[dict[st
             kind, payload = json.loads(line)
             if kind == "sync":
                 waiting.add(index)
-                if len(waiting) == len(plans):
-                    waiting.clear()
-                    tell_all("go")
+                release()
             elif kind == "progress":
                 progress.advance(int(payload))
             elif kind == "result":
                 results[index] = payload
+                release()
             else:
                 tell_all("abort")
                 raise RunError(f"worker {index} failed:\n{payload}")
@@ -1154,6 +1477,7 @@ class RunResult:
     started_at: str
     wall_seconds: float
     notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     def arm(self, label: str) -> ArmResult:
         for arm in self.arms:
@@ -1271,6 +1595,7 @@ def run(
     command: str | None = None,
     progress: bool | None = None,
     busy_before: float | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Run ``arms`` under ``load`` and return the merged result.
 
@@ -1279,6 +1604,10 @@ def run(
     the report names as the command (default: this process's command line). ``busy_before`` is
     the share of CPUs other work kept busy before the run (see ``cpu_busy``; measured here when
     not given: pass it when the run starts servers of its own first).
+
+    ``stop`` ends the run early when set, for example by a SIGINT handler: worker processes are
+    sent SIGINT, every worker finishes its calls in flight, and the result holds what all of them
+    measured, ``interrupted`` is True and a note says so.
     """
     load = load or LoadSpec()
     if not arms:
@@ -1309,13 +1638,20 @@ def run(
     t0 = time.monotonic()
     try:
         if load.workers == 1:
-            records = _run_worker(plans[0], lambda: None, bar.advance)
+            records = _run_worker(plans[0], lambda: None, bar.advance, stop)
         else:
-            records = _run_processes(plans, bar)
+            records = _run_processes(plans, bar, stop)
     finally:
         bar.close()
     wall = time.monotonic() - t0
     notes: list[str] = []
+    interrupted = stop is not None and stop.is_set()
+    if interrupted:
+        measured = sum(sum(record["codes"].values()) for record in records)
+        notes.append(
+            f"interrupted after {wall:.1f} s: a partial report of the {measured} calls measured "
+            "by then"
+        )
     env = environment()
     env["machine"]["load_average_before"] = load_before
     env["machine"]["load_average_after"] = _load_average()
@@ -1352,4 +1688,5 @@ def run(
         started_at=started,
         wall_seconds=wall,
         notes=notes,
+        interrupted=interrupted,
     )

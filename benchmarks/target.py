@@ -22,6 +22,7 @@ command line). The server must run the reflection service; a descriptor set file
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +34,16 @@ __all__ = [
     "MessageTypes",
     "Target",
     "TargetError",
+    "TlsSpec",
     "bytes_target",
+    "check_address",
+    "closest_methods",
+    "compile_protos",
     "invoke_target",
     "json_target",
     "load_descriptor_set",
+    "normalize_method",
+    "open_channel",
     "reflect_descriptor_set",
     "resolve_message_types",
     "split_method_path",
@@ -64,6 +71,22 @@ MessageTypes = tuple[type[Message], type[Message]]
 
 
 @dataclass(frozen=True)
+class TlsSpec:
+    """TLS for a target's channel: PEM bytes of the roots (None: the system's roots), and of the
+    client certificate chain and its key (mutual TLS; both or neither). ``server_name`` overrides
+    the name the server's certificate is checked against (None: the host of the address)."""
+
+    root_certificates: bytes | None = None
+    certificate_chain: bytes | None = None
+    private_key: bytes | None = None
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.certificate_chain is None) != (self.private_key is None):
+            raise TargetError("a client certificate needs its key, and a key its certificate")
+
+
+@dataclass(frozen=True)
 class Target:
     """One unary method to call. ``payload`` is the serialised request.
 
@@ -71,7 +94,15 @@ class Target:
     messages; they are resolved in ``descriptor_set`` (a serialised FileDescriptorSet) when given,
     else in the default pool after importing ``proto_modules``. ``metadata`` is sent by every
     variant; ``timeout`` (seconds, None for none) bounds every call. ``invoke`` is set for OnInvoke
-    targets.
+    targets. ``tls`` (None: plaintext) and ``authority`` (None: the address) shape the channel
+    :func:`open_channel` opens. ``data_template`` is the request as JSON text holding ghz-style
+    template actions (see ``grpc_channel.bench.template``), rendered per call by the variants that
+    support it (``plain``, ``plain-aio``); ``payload`` is then its rendering for request number 0.
+    ``shape`` is ``unary``, ``server_stream``, ``client_stream`` or ``bidi`` (streams: the
+    ``plain`` variants only; one stream is one call); ``messages`` are what a client or bidi
+    stream sends. Metadata values may hold template actions too (rendered by the same variants).
+    Request numbers count from ``number_start`` by ``number_stride`` (a worker process's share of
+    the run's numbers; default 0, 1, 2, ...).
     """
 
     address: str
@@ -85,6 +116,13 @@ class Target:
     timeout: float | None = None
     invoke: InvokeSpec | None = None
     label: str = field(default="", compare=False)
+    tls: TlsSpec | None = None
+    authority: str | None = None
+    data_template: str | None = None
+    shape: str = "unary"
+    messages: tuple[bytes, ...] = ()
+    number_start: int = field(default=0, compare=False)
+    number_stride: int = field(default=1, compare=False)
 
     def __post_init__(self) -> None:
         if not self.address or any(c.isspace() for c in self.address):
@@ -92,6 +130,10 @@ class Target:
         split_method_path(self.method)
         if (self.request_type is None) != (self.response_type is None):
             raise TargetError("give both request_type and response_type, or neither")
+        if self.shape not in ("unary", "server_stream", "client_stream", "bidi"):
+            raise TargetError("shape must be unary, server_stream, client_stream or bidi")
+        if self.number_start < 0 or self.number_stride < 1:
+            raise TargetError("request numbers need number_start >= 0 and number_stride >= 1")
         if self.timeout is not None and not self.timeout > 0:
             raise TargetError(f"timeout must be > 0 seconds or None, got {self.timeout}")
         for key, value in self.metadata:
@@ -111,6 +153,11 @@ class Target:
             "response_type": self.response_type,
             "metadata_keys": [key for key, _ in self.metadata],
             "timeout_s": self.timeout,
+            "tls": self.tls is not None,
+            "authority": self.authority,
+            "data_template": self.data_template is not None,
+            "shape": self.shape,
+            "messages_per_stream": len(self.messages) or None,
             "invoke": None
             if self.invoke is None
             else {
@@ -119,6 +166,145 @@ class Target:
                 "content_type": self.invoke.content_type,
             },
         }
+
+
+def normalize_method(text: str) -> str:
+    """A method as users write it, in the path form ``/pkg.Service/Method``.
+
+    Accepts ``/pkg.Service/Method``, ``pkg.Service/Method`` (ghz, grpcurl) and
+    ``pkg.Service.Method`` (ghz's dotted form: the last dot splits service and method). Anything
+    else raises TargetError.
+    """
+    text = text.strip()
+    if "/" not in text and text.count(".") >= 1:
+        service, _, method = text.rpartition(".")
+        text = f"{service}/{method}"
+    path = text if text.startswith("/") else "/" + text
+    split_method_path(path)
+    return path
+
+
+def check_address(address: str, flag: str = "--target") -> str:
+    """``address`` if it is ``host:port`` with a port in 1..65535 (IPv6 hosts in brackets) or a
+    ``unix:`` path; otherwise TargetError naming ``flag`` and what is allowed."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return address
+    host, sep, port = address.rpartition(":")
+    if (
+        not sep
+        or not host
+        or any(c.isspace() for c in address)
+        or (":" in host and "]" not in host)
+    ):
+        raise TargetError(
+            f"{flag} must be host:port (for example 127.0.0.1:50051), got {address!r}"
+        )
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise TargetError(f"{flag} needs a port in 1..65535, got {address!r}")
+    return address
+
+
+def open_channel(target: Target, *, aio: bool = False, local_pool: bool = True) -> Any:
+    """A grpcio channel (``grpc.aio`` with ``aio``) to the target: plaintext, or TLS with
+    ``target.tls``; ``target.authority`` sets ``grpc.default_authority`` (and, with TLS and no
+    ``server_name``, the name the certificate is checked against). ``local_pool`` gives the
+    channel a connection of its own (as every benchmark variant has)."""
+    import grpc
+    import grpc.aio
+
+    options: list[tuple[str, Any]] = []
+    if local_pool:
+        options.append(("grpc.use_local_subchannel_pool", 1))
+    if target.authority is not None:
+        options.append(("grpc.default_authority", target.authority))
+    tls = target.tls
+    if tls is None:
+        if aio:
+            return grpc.aio.insecure_channel(target.address, options=options)
+        return grpc.insecure_channel(target.address, options=options)
+    name = tls.server_name or target.authority
+    if name is not None:
+        options.append(("grpc.ssl_target_name_override", name))
+    credentials = grpc.ssl_channel_credentials(
+        tls.root_certificates, tls.private_key, tls.certificate_chain
+    )
+    if aio:
+        return grpc.aio.secure_channel(target.address, credentials, options=options)
+    return grpc.secure_channel(target.address, credentials, options=options)
+
+
+def compile_protos(protos: Sequence[str], import_paths: Sequence[str] = ()) -> bytes:
+    """Compile ``.proto`` files with ``grpc_tools.protoc`` (in a temporary directory) into a
+    serialised FileDescriptorSet with every import included.
+
+    The directory of each proto file, then ``import_paths``, then the well-known types shipped
+    with grpcio-tools are searched for imports. Raises TargetError when grpcio-tools is not
+    installed, a file is missing, or protoc reports an error (its message is included).
+    """
+    try:
+        from grpc_tools import protoc
+    except ImportError as exc:
+        raise TargetError(
+            "--proto needs grpcio-tools (pip install grpcio-tools); "
+            "or give --descriptor-set, or use server reflection"
+        ) from exc
+    import contextlib
+    import importlib.resources
+    import io
+    import os
+    import tempfile
+
+    for proto in protos:
+        if not os.path.isfile(proto):
+            raise TargetError(f"--proto file not found: {proto}")
+    for path in import_paths:
+        if not os.path.isdir(path):
+            raise TargetError(f"--import-path is not a directory: {path}")
+    roots = [os.path.dirname(os.path.abspath(p)) for p in protos]
+    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
+    includes = list(dict.fromkeys([*roots, *(os.path.abspath(p) for p in import_paths)]))
+    with tempfile.TemporaryDirectory(prefix="grpc-channel-proto-") as tmp:
+        out = os.path.join(tmp, "set.pb")
+        argv = [
+            "protoc",
+            *(f"-I{path}" for path in [*includes, well_known]),
+            f"--descriptor_set_out={out}",
+            "--include_imports",
+            *(os.path.abspath(p) for p in protos),
+        ]
+        errors = io.StringIO()
+        # protoc writes its diagnostics to the process's stderr; they are kept for the message.
+        with contextlib.redirect_stderr(errors):
+            code = protoc.main(argv)
+        if code != 0 or not os.path.exists(out):
+            detail = errors.getvalue().strip() or f"exit code {code}"
+            raise TargetError(f"protoc could not compile {', '.join(protos)}: {detail}")
+        with open(out, "rb") as produced:
+            return produced.read()
+
+
+def closest_methods(descriptor_set: bytes, wanted: str, limit: int = 10) -> list[str]:
+    """Every method path the descriptor set declares, the closest to ``wanted`` first (at most
+    ``limit``; difflib similarity of the full path)."""
+    import difflib
+
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    paths = [
+        f"/{f.package + '.' if f.package else ''}{service.name}/{method.name}"
+        for f in fds.file
+        for service in f.service
+        for method in service.method
+    ]
+    ranked = sorted(
+        paths, key=lambda p: -difflib.SequenceMatcher(None, wanted.lower(), p.lower()).ratio()
+    )
+    return ranked[:limit]
+
+
+def _no_such_method(method: str, descriptor_set: bytes, why: str) -> TargetError:
+    found = closest_methods(descriptor_set, method)
+    listing = ", ".join(found) if found else "none"
+    return TargetError(f"{why}; methods that exist (closest first): {listing}")
 
 
 def split_method_path(path: str) -> tuple[str, str]:
@@ -239,36 +425,68 @@ def json_target(
     metadata: tuple[tuple[str, str], ...] = (),
     timeout: float | None = None,
     label: str = "",
+    tls: TlsSpec | None = None,
+    authority: str | None = None,
 ) -> Target:
     """A unary method whose request is written as JSON (protobuf JSON mapping).
 
     The types come from the method's entry in ``descriptor_set`` (found by its path), or from
     ``request_type`` and ``response_type`` when given (needed when the set declares the messages but
-    not the service). Unknown JSON fields are an error.
+    not the service). Unknown JSON fields are an error. A method the set lacks is an error listing
+    the methods it has, closest first. JSON holding ghz template actions (``{{...}}``) is kept as
+    ``data_template`` and rendered for request number 0 into ``payload``.
     """
+    from .template import DataTemplate, TemplateError
+
     service_name, method_name = split_method_path(method)
     pool = load_descriptor_set(descriptor_set)
     if request_type is None and response_type is None:
         try:
             service = pool.FindServiceByName(service_name)
         except KeyError as exc:
-            raise TargetError(
-                f"service {service_name!r} is not in the descriptor set; "
-                "name the request and response types instead"
+            raise _no_such_method(
+                method,
+                descriptor_set,
+                f"service {service_name!r} is not in the descriptor set (or name the request "
+                "and response types instead)",
             ) from exc
         found = service.methods_by_name.get(method_name)
         if found is None:
-            raise TargetError(f"service {service_name!r} has no method {method_name!r}")
-        if found.client_streaming or found.server_streaming:
-            raise TargetError(f"{method} is a streaming method; only unary methods are supported")
+            raise _no_such_method(
+                method, descriptor_set, f"service {service_name!r} has no method {method_name!r}"
+            )
+        shape = _SHAPES[(found.client_streaming, found.server_streaming)]
         request_type = found.input_type.full_name
         response_type = found.output_type.full_name
     elif request_type is None or response_type is None:
         raise TargetError("give both request_type and response_type, or neither")
+    else:
+        shape = "unary"
     request_cls = _message_class(pool, request_type)
     _message_class(pool, response_type)
+    if shape in ("client_stream", "bidi"):
+        return _stream_target(
+            address,
+            method,
+            json_text,
+            request_cls,
+            shape,
+            request_type=request_type,
+            response_type=response_type,
+            descriptor_set=bytes(descriptor_set),
+            metadata=metadata,
+            timeout=timeout,
+            label=label,
+            tls=tls,
+            authority=authority,
+        )
     try:
-        request = json_format.Parse(json_text, request_cls())
+        template = DataTemplate.parse(json_text, method)
+    except TemplateError as exc:
+        raise TargetError(str(exc)) from None
+    text = json_text if template is None else template.render(0)
+    try:
+        request = json_format.Parse(text, request_cls())
     except (json_format.ParseError, json.JSONDecodeError) as exc:
         raise TargetError(f"request JSON does not match {request_type}: {exc}") from exc
     return Target(
@@ -281,17 +499,75 @@ def json_target(
         metadata=metadata,
         timeout=timeout,
         label=label,
+        tls=tls,
+        authority=authority,
+        data_template=None if template is None else json_text,
+        shape=shape,
     )
 
 
-def reflect_descriptor_set(address: str, method: str, *, timeout: float = 10.0) -> bytes:
+_SHAPES = {
+    (False, False): "unary",
+    (False, True): "server_stream",
+    (True, False): "client_stream",
+    (True, True): "bidi",
+}
+
+
+def _stream_target(
+    address: str,
+    method: str,
+    json_text: str,
+    request_cls: type[Message],
+    shape: str,
+    **fields: Any,
+) -> Target:
+    """A client-streaming or bidi target: the JSON is one message or an array of messages (ghz's
+    form), all sent on each stream. Template actions are not supported here."""
+    if "{{" in json_text:
+        raise TargetError("templated -d data is supported for unary and server-streaming methods")
+    try:
+        parsed = json.loads(json_text)
+    except json.JSONDecodeError as exc:
+        raise TargetError(f"request JSON is not valid JSON: {exc}") from exc
+    items = parsed if isinstance(parsed, list) else [parsed]
+    if not items:
+        raise TargetError("a client stream needs at least one message (an empty JSON array)")
+    messages = []
+    for index, item in enumerate(items):
+        try:
+            message = json_format.ParseDict(item, request_cls())
+        except json_format.ParseError as exc:
+            raise TargetError(
+                f"request message {index} does not match {request_cls.DESCRIPTOR.full_name}: {exc}"
+            ) from exc
+        messages.append(message.SerializeToString())
+    return Target(
+        address=address,
+        method=method,
+        payload=messages[0],
+        messages=tuple(messages),
+        shape=shape,
+        **fields,
+    )
+
+
+def reflect_descriptor_set(
+    address: str,
+    method: str,
+    *,
+    timeout: float = 10.0,
+    tls: TlsSpec | None = None,
+    authority: str | None = None,
+) -> bytes:
     """Ask the server at ``address`` (gRPC server reflection) for the file that declares the
     service of ``method``, with every file it depends on; return them as a serialized
     ``FileDescriptorSet``, dependencies first, ready for :func:`json_target`.
 
     Raises:
         TargetError: the server does not answer within ``timeout`` seconds, has no reflection
-            service, or does not know the service.
+            service, or does not know the service (the message lists the methods of the
+            services it does know, closest first).
     """
     import grpc
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -299,7 +575,10 @@ def reflect_descriptor_set(address: str, method: str, *, timeout: float = 10.0) 
     )
 
     service_name, _ = split_method_path(method)
-    channel = grpc.insecure_channel(address)
+    channel = open_channel(
+        Target(address=address, method=method, payload=b"", tls=tls, authority=authority),
+        local_pool=False,
+    )
     try:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout)
@@ -309,8 +588,10 @@ def reflect_descriptor_set(address: str, method: str, *, timeout: float = 10.0) 
         try:
             root = database.FindFileContainingSymbol(service_name)
         except KeyError as exc:
-            raise TargetError(
-                f"{address} does not know service {service_name!r} by reflection"
+            raise _no_such_method(
+                method,
+                _reflected_services(database),
+                f"{address} does not know service {service_name!r} by reflection",
             ) from exc
         except grpc.RpcError as exc:
             raise TargetError(
@@ -332,6 +613,18 @@ def reflect_descriptor_set(address: str, method: str, *, timeout: float = 10.0) 
     finally:
         channel.close()
     return descriptor_pb2.FileDescriptorSet(file=ordered).SerializeToString()
+
+
+def _reflected_services(database: Any) -> bytes:
+    """The files declaring every service the server lists by reflection, as a descriptor set
+    (empty when listing fails: the error message then lists nothing)."""
+    files: list[descriptor_pb2.FileDescriptorProto] = []
+    try:
+        for name in database.get_services():
+            files.append(database.FindFileContainingSymbol(name))
+    except Exception:  # a best-effort listing for an error message; the error itself is raised
+        pass
+    return descriptor_pb2.FileDescriptorSet(file=files).SerializeToString()
 
 
 def resolve_message_types(target: Target) -> MessageTypes | None:

@@ -55,6 +55,8 @@ def test_default_run_writes_table_json_csv_and_html(
     # The main job first shows one real invoke through the Channel: status, headers, trailers.
     assert "sample invoke: Channel.invoke_method -> demo app on 127.0.0.1:" in table
     assert "sample publish: PubSubRuntime (in-memory broker) -> App on 127.0.0.1:" in table
+    assert "sample sidecar: InvokeService -> Sidecar on 127.0.0.1:" in table
+    assert "b'hi via the sidecar'" in table
     assert "'amount': 9223372036854775807" in table  # the JSON number arrived exact
     assert "status:   0 OK" in table
     assert "headers:  {'demo-call': ['1']}" in table
@@ -90,11 +92,14 @@ def test_default_run_writes_table_json_csv_and_html(
     assert all(row["command"] == report["command"] for row in rows)
 
     page = (tmp_path / "r.html").read_text()
-    assert page.count("<svg") == 5 and "<polyline" in page  # sync and aio plots apart
+    # The ratio chart comes first, then one figure per variant group (sync and aio apart).
+    assert page.index('class="chart ratio"') < page.index('class="chart percentiles"')
+    assert page.count('<figure class="group"') >= 2 and "<polyline" in page
     assert report["command"].split()[0] in page and "grpcio" in page
-    # Self-contained: no scripts, stylesheets or images fetched from anywhere.
+    # Self-contained: no scripts, stylesheets or images fetched from anywhere; the only script
+    # (the legend toggles) is inline.
     assert not re.search(r"""(src|href)=["']?https?:""", page)
-    assert "<script" not in page
+    assert not re.search(r"<script[^>]*\bsrc=", page)
 
 
 def test_open_loop_with_two_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,16 +183,17 @@ def test_calls_are_measured_exactly(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_a_variant_whose_calls_all_fail_reports_no_latency_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The demo app fails every OnInvoke whose method is "error" (INVALID_ARGUMENT).
     argv = [
         "bench",
-        *("--target", "127.0.0.1:1", "--method", ON_INVOKE, "--payload-hex", ""),
+        *("--invoke-method", "error", "--stall-after", "1000000"),
         *("--variants", "grpc-sync-raw", "--calls", "20", "--rounds", "2", "--warmup", "0"),
         *("--timeout", "2", "--no-progress"),
         *_outputs(tmp_path),
     ]
     assert main(argv) == 1
     captured = capsys.readouterr()
-    assert "error: grpc-sync-raw: all 20 calls failed (UNAVAILABLE=20)" in captured.err
+    assert "error: grpc-sync-raw: all 20 calls failed (INVALID_ARGUMENT=20)" in captured.err
     row = re.search(r"^grpc-sync-raw\s+20\s+(\S+)\s+(\S+)", captured.out, re.M)
     assert row is not None and row.groups() == ("-", "-")
     assert "no call ended OK" in captured.out
@@ -196,6 +202,10 @@ def test_a_variant_whose_calls_all_fail_reports_no_latency_and_exits_1(
     assert arm["ok"] == 0 and arm["failed"] == 20
     assert set(arm["latency_ms"].values()) == {None}
     assert next(csv.DictReader((tmp_path / "r.csv").open()))["p50_ms"] == ""
+    # Against an unreachable --target the run stops at the connect check, exit 1.
+    unreachable = ["--target", "127.0.0.1:1", "--connect-timeout", "0.2", "--no-files"]
+    assert main(["bench", *unreachable]) == 1
+    assert "cannot connect to 127.0.0.1:1 within 0.2 s" in capsys.readouterr().err
 
 
 def test_json_payload_with_a_descriptor_set_against_a_running_target(
@@ -303,15 +313,15 @@ def test_list_variants(capsys: pytest.CaptureFixture[str]) -> None:
     ("extra", "match"),
     [
         (["--mode", "open"], "rate"),
-        (["--method", "/a.B/C"], "payload"),
+        (["--method", "/a.B/C", "--size", "3"], "--size shape"),
         (["--payload-hex", "zz", "--method", "/a.B/C"], "hex"),
-        (["--json", "{}"], "--descriptor-set"),
+        (["--json", "{}"], "needs --call"),
         (["--metadata", "novalue"], "KEY=VALUE"),
         (["--variants", "nope"], "unknown variant"),
         (["--workers", "2", "--concurrency", "1"], "concurrency"),
         (["--target", "127.0.0.1:1", "--delay-ms", "5"], "--delay-ms configure the demo app"),
         (["--payload-hex", "00", "--method", "/a.B/C", "--size", "3"], "--size shape"),
-        (["--descriptor-set", "x.pb"], "need --json"),
+        (["--descriptor-set", "x.pb"], "need --call"),
         (["--accuracy-check", "--baseline", "grpc-sync"], "takes no"),
         (["--accuracy-check", "--variants", "grpc-sync,chain"], "one variant"),
         (["--calls", "0"], "--calls"),
@@ -451,15 +461,13 @@ def test_raw_bytes_payload_against_any_method(
             HEALTH_CHECK,
             "--payload-hex",
             "",
+            "--variants",
+            "plain,grpc-sync-raw,grpc-aio-raw",
             *_outputs(tmp_path),
         ]
         assert main(argv) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     labels = [arm["label"] for arm in report["arms"]]
-    assert "grpc-sync-raw" in labels and "grpc-sync" not in labels
+    assert labels == ["plain", "grpc-sync-raw", "grpc-aio-raw"]
     assert all(arm["codes"] == {"OK": 80} for arm in report["arms"])
-    assert all(arm["baseline"] in ("grpc-sync-raw", "grpc-aio-raw") for arm in report["arms"])
-    skipped = {entry["variant"]: entry["reason"] for entry in report["skipped"]}
-    assert "raw-bytes" in skipped["grpc-sync"]
-    if "channel" in skipped:
-        assert "OnInvoke" in skipped["channel"]
+    assert [arm["baseline"] for arm in report["arms"]] == ["grpc-sync-raw", *labels[1:]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import random
@@ -133,3 +134,52 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
         )
     with pytest.raises(HistogramError, match="not a serialised histogram"):
         Histogram.from_dict({"count": 1})
+
+
+def _hdr_levels(ticks: int, below: float) -> list[float]:
+    """HdrHistogram's percentile levels below ``below``: ``ticks`` steps per half distance."""
+    levels, level = [], 0.0
+    while level < below:
+        levels.append(level)
+        level += 100.0 / (ticks * 2 ** (math.floor(math.log2(100.0 / (100.0 - level))) + 1))
+    return levels
+
+
+@pytest.mark.parametrize("ticks", [1, 5])
+def test_percentile_distribution_follows_hdrhistograms_levels_and_our_rank_rule(
+    ticks: int,
+) -> None:
+    values = latencies(seed=3, n=5_000)
+    histogram = Histogram()
+    histogram.record_many(values)
+    rows = list(histogram.percentile_distribution(ticks))
+    *inner, last = rows
+    indices = sorted(histogram.bucket_index(v) for v in values)
+    assert last == (max(values), 100.0, len(values))
+    levels = [level for _, level, _ in inner]
+    assert levels == _hdr_levels(ticks, levels[-1] + 1e-12)
+    if ticks == 5:
+        assert levels[:8] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 55.0, 60.0]
+    for value, level, seen in inner:
+        assert value == histogram.percentile(level)  # the same value the reports show
+        assert 100.0 * seen / len(values) >= level
+        # The count is every sample up to and including the reported value's bucket.
+        assert seen == bisect.bisect_right(indices, histogram.bucket_index(value))
+    counts = [seen for _, _, seen in rows]
+    assert counts == sorted(counts)
+
+
+def test_percentile_distribution_edges_and_stddev() -> None:
+    assert list(Histogram().percentile_distribution()) == []
+    one = Histogram()
+    one.record(7_000)
+    assert list(one.percentile_distribution()) == [(7_000, 0.0, 1), (7_000, 100.0, 1)]
+    with pytest.raises(HistogramError, match="ticks_per_half_distance"):
+        list(one.percentile_distribution(0))
+    values = latencies(seed=9, n=4_000)
+    histogram = Histogram()
+    histogram.record_many(values)
+    mean = sum(values) / len(values)
+    exact = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    assert histogram.stddev == pytest.approx(exact, rel=0.01)
+    assert (Histogram().stddev, one.stddev) == (0.0, 0.0)
