@@ -45,7 +45,6 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import grpc
@@ -55,6 +54,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from grpc_channel.appcallback import HEALTH_CHECK, ON_INVOKE
+from grpc_channel.lifecycle import StartsOnEnter, StopsOnExit
+from grpc_channel.process import terminate
 from grpc_channel.v1 import appcallback_pb2, common_pb2
 
 __all__ = [
@@ -234,7 +235,7 @@ class _Handler(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         return self._handlers.get(handler_call_details.method)
 
 
-class DemoServer:
+class DemoServer(StartsOnEnter):
     """The demo app in this process: ``start()`` returns the bound port, ``stop()`` ends it.
 
     Usable as a context manager (starts on enter, stops on exit). ``calls`` counts OnInvoke calls.
@@ -284,20 +285,8 @@ class DemoServer:
         if server is not None:
             server.stop(grace).wait()
 
-    def __enter__(self) -> DemoServer:
-        self.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class DemoProcess:
+class DemoProcess(StopsOnExit):
     """A demo app running in a child process; ``stop()`` ends it (SIGTERM, then SIGKILL)."""
 
     def __init__(
@@ -323,28 +312,11 @@ class DemoProcess:
     def stop(self, timeout: float = 5.0) -> int:
         """Stop the app and return its exit code (SIGKILL after ``timeout`` seconds)."""
         process = self._process
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, timeout)
         if process.stdout is not None:
             process.stdout.close()
         self._stderr.close()
         return process.returncode
-
-    def __enter__(self) -> DemoProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _child_env(token: str | None) -> dict[str, str]:

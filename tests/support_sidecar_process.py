@@ -23,6 +23,8 @@ from typing import Any
 
 import grpc
 
+from grpc_channel import process
+
 __all__ = ["SidecarProcess", "sidecar_process", "write_peers"]
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -124,13 +126,7 @@ class SidecarProcess:
         proc = self.proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        process.terminate(proc, timeout)
         for thread in self._threads:
             thread.join(5)
         for stream in (proc.stdout, proc.stderr):

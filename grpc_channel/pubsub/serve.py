@@ -37,16 +37,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
-import math
 import os
 import pathlib
-import signal
-import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from grpc_channel import process as flags
 from grpc_channel.defaults import OptionError
 from grpc_channel.dial_options import DialOption, with_app_token, with_insecure
 from grpc_channel.pubsub.brokers import (
@@ -80,16 +79,11 @@ DEFAULT_PUBSUB_NAME: Final = "pubsub"
 """The in-memory broker's name when no ``--components`` is given."""
 DEFAULT_APP_HOST: Final = "127.0.0.1"
 APP_TOKEN_ENV: Final = "APP_API_TOKEN"
-_EXIT_USAGE: Final = 2
-_EXIT_FAILED: Final = 1
 
 
-class ServeError(Exception):
-    """A flag's value cannot be used; ``flag`` names it (or the environment variable)."""
-
-    def __init__(self, flag: str, message: str) -> None:
-        super().__init__(f"{flag}: {message}")
-        self.flag = flag
+class ServeError(flags.FlagError):
+    """A flag's value cannot be used; ``flag`` names it (or the environment variable); the
+    message is ``"<flag>: <why>"``, never the token's value."""
 
 
 @dataclass(frozen=True)
@@ -109,49 +103,11 @@ class ServeConfig:
 # -- flags -----------------------------------------------------------------------------------------
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; allowed: 1-65535") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: 1-65535")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; allowed: >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is too small; allowed: >= 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds; allowed: a finite number > 0"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}; allowed: a finite number of seconds > 0")
-    return value
-
-
 def _non_blank(text: str) -> str:
+    # Only for --app-id, whose value parse_args then checks as a broker consumer group.
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
     return text.strip()
-
-
-def _existing_path(text: str) -> pathlib.Path:
-    path = pathlib.Path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text!r}: no such file or directory")
-    return path
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -161,25 +117,32 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "as a Dapr sidecar does, until SIGTERM/SIGINT.",
     )
     parser.add_argument("--app-id", required=True, type=_non_blank, help="the app's id (group)")
-    parser.add_argument("--app-port", required=True, type=_port, help="the app's gRPC port")
-    parser.add_argument("--app-host", default=DEFAULT_APP_HOST, type=_non_blank)
+    parser.add_argument(
+        "--app-port", required=True, type=flags.app_port, help="the app's gRPC port"
+    )
+    parser.add_argument("--app-host", default=DEFAULT_APP_HOST, type=flags.host)
     parser.add_argument(
         "--components",
-        type=_existing_path,
+        type=flags.existing_path,
         help=f"Dapr Component file or directory (default: one in-memory broker "
         f"{DEFAULT_PUBSUB_NAME!r})",
     )
     parser.add_argument(
-        "--subscriptions", type=_existing_path, help="declarative Subscription file or directory"
+        "--subscriptions",
+        type=flags.existing_path,
+        help="declarative Subscription file or directory",
     )
     parser.add_argument(
-        "--delivery-timeout", type=_seconds, default=60.0, help="seconds per OnTopicEvent call"
+        "--delivery-timeout", type=flags.seconds, default=60.0, help="seconds per OnTopicEvent call"
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=16, help="deliveries in flight per topic"
+        "--concurrency", type=flags.positive_int, default=16, help="deliveries in flight per topic"
     )
     parser.add_argument(
-        "--drain-timeout", type=_seconds, default=30.0, help="seconds to finish deliveries on stop"
+        "--drain-timeout",
+        type=flags.seconds,
+        default=30.0,
+        help="seconds to finish deliveries on stop",
     )
     return parser
 
@@ -251,10 +214,6 @@ def app_dial_options(environ: Mapping[str, str] | None = None) -> tuple[DialOpti
         raise ServeError(APP_TOKEN_ENV, "the token must be printable ASCII") from None
 
 
-def app_target(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
 # -- running ---------------------------------------------------------------------------------------
 
 
@@ -269,7 +228,7 @@ async def serve(config: ServeConfig, stop: asyncio.Event) -> None:
     declarative = load_declarative(config)
     brokers = load_brokers(config)
     try:
-        async with dial(app_target(config.app_host, config.app_port), *options) as channel:
+        async with dial(flags.grpc_target(config.app_host, config.app_port), *options) as channel:
             runtime = PubSubRuntime(
                 channel,
                 brokers,
@@ -319,42 +278,22 @@ async def _start_unless_stopped(starting: Coroutine[Any, Any, None], stop: async
     return False
 
 
-async def _run(config: ServeConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await serve(config, stop)
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-
-
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Parse ``argv``, run until SIGTERM/SIGINT, return the exit status (module docstring)."""
-    try:
-        config = parse_args(argv, prog)
-    except SystemExit as exc:  # argparse has printed the usage and the flag's problem
-        return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        asyncio.run(_run(config))
-    except ServeError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return _EXIT_USAGE
-    except (BrokerError, OSError) as exc:
-        _log.error("the pub/sub runtime failed: %s", exc)
-        return _EXIT_FAILED
-    except Exception as exc:
-        from grpc_channel.pubsub.runtime import PubSubRuntimeError
+    return flags.main(functools.partial(parse_args, argv, prog), functools.partial(_run, prog))
 
-        if isinstance(exc, PubSubRuntimeError):
-            _log.error("the pub/sub runtime could not start: %s", exc)
-            return _EXIT_FAILED
-        raise
-    return 0
+
+def _run(prog: str, config: ServeConfig) -> int:
+    # Imported here, as serve() imports the runtime: building the parser does not load it.
+    from grpc_channel.pubsub.runtime import PubSubRuntimeError
+
+    return flags.run_process(
+        prog,
+        functools.partial(serve, config),
+        level=logging.INFO,
+        log=_log,
+        failures=[
+            ((BrokerError, OSError), "the pub/sub runtime failed"),
+            (PubSubRuntimeError, "the pub/sub runtime could not start"),
+        ],
+    )

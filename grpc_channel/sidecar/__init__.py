@@ -34,6 +34,7 @@ from .proxy import (
     DEFAULT_MAX_MESSAGE_BYTES,
     AdmittedCall,
     Sidecar,
+    UnaryCallOptions,
     UnaryReply,
 )
 from .resolver import (
@@ -81,6 +82,7 @@ __all__ = [
     "SidecarHttp",
     "SidecarTelemetry",
     "SidecarTokens",
+    "UnaryCallOptions",
     "UnaryReply",
     "UnknownAppError",
     "check_address",

@@ -59,7 +59,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata as _dist
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, Unpack
 
 import grpc
 import grpc.aio
@@ -88,7 +88,7 @@ from ._routing import (
     check_caller_token,
     response_metadata,
 )
-from .proxy import AdmittedCall, Sidecar, UnaryReply
+from .proxy import AdmittedCall, Sidecar, UnaryCallOptions, UnaryReply
 from .tokens import TOKEN_KEY, check_token_value
 
 __all__ = [
@@ -133,23 +133,16 @@ class CallApp(Protocol):
     ``InvokeService`` then passes back), or a ``grpc.RpcError`` (its ``initial_metadata()`` and
     ``trailing_metadata()``, when it has them, are passed back too).
 
-    ``caller`` is the app id the call comes from when another sidecar forwarded it (``None``: a
-    client of this sidecar); ``timeout`` in seconds (``None``: no deadline). ``admission`` is
-    given only by a :class:`DaprApi` whose ``call_app`` also has an ``admit`` method (as the one
-    of :func:`sidecar_call_app` has: :meth:`Sidecar.admit
+    The ``options`` (:class:`~grpc_channel.sidecar.proxy.UnaryCallOptions`, each may be left
+    out): ``metadata`` to send (default ``()``); ``caller``, the app id the call comes from when
+    another sidecar forwarded it (``None``: a client of this sidecar); ``timeout`` in seconds
+    (``None``: no deadline); ``admission``, given only by a :class:`DaprApi` whose ``call_app``
+    also has an ``admit`` method (as the one of :func:`sidecar_call_app` has: :meth:`Sidecar.admit
     <grpc_channel.sidecar.proxy.Sidecar.admit>`): the API call this app call is made for.
     """
 
     async def __call__(
-        self,
-        app_id: str,
-        method: str,
-        request: bytes,
-        *,
-        metadata: MetadataPairs = (),
-        timeout: float | None = None,
-        caller: str | None = None,
-        admission: AdmittedCall | None = None,
+        self, app_id: str, method: str, request: bytes, **options: Unpack[UnaryCallOptions]
     ) -> bytes | UnaryReply: ...
 
 
@@ -220,25 +213,9 @@ class _SidecarCallApp:
         return f"sidecar_call_app({self._sidecar.app_id!r})"
 
     async def __call__(
-        self,
-        app_id: str,
-        method: str,
-        request: bytes,
-        *,
-        metadata: MetadataPairs = (),
-        timeout: float | None = None,
-        caller: str | None = None,
-        admission: AdmittedCall | None = None,
+        self, app_id: str, method: str, request: bytes, **options: Unpack[UnaryCallOptions]
     ) -> UnaryReply:
-        return await self._sidecar.unary_call(
-            app_id,
-            method,
-            request,
-            metadata=metadata,
-            timeout=timeout,
-            caller=caller,
-            admission=admission,
-        )
+        return await self._sidecar.unary_call(app_id, method, request, **options)
 
     def admit(self, method: str, target_app: str, incoming: MetadataPairs) -> AdmittedCall:
         return self._sidecar.admit(method, target_app, incoming)
@@ -521,15 +498,19 @@ class DaprApi:
                 )
             caller = _single(incoming, CALLER_KEY)
         call.admit(target)
-        kwargs: dict[str, Any] = {"metadata": _forwardable(incoming), "timeout": _timeout(context)}
+        options: UnaryCallOptions = {
+            "metadata": _forwardable(incoming),
+            "timeout": _timeout(context),
+        }
         if call.admission is not None:  # only then: a call_app without admit() may not take it
-            kwargs["admission"] = call.admission
+            options["admission"] = call.admission
         try:
             if target == self.app_id:
                 body = parsed.message.SerializeToString()
-                result = await self._call_app(target, ON_INVOKE, body, caller=caller, **kwargs)
+                options["caller"] = caller
+                result = await self._call_app(target, ON_INVOKE, body, **options)
             else:
-                result = await self._call_app(target, INVOKE_SERVICE, request, **kwargs)
+                result = await self._call_app(target, INVOKE_SERVICE, request, **options)
         except grpc.RpcError as err:
             raise _from_rpc_error(err) from None
         except (ValueError, TypeError) as err:  # refused locally (a malformed id, say)

@@ -30,10 +30,10 @@ import http.server
 import logging
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
 from grpc_channel.interceptors import MissingExtraError
+from grpc_channel.lifecycle import StartsOnEnter
 
 if TYPE_CHECKING:
     # Optional (the ``sidecar`` extra): imported where metrics are served, see the module docs.
@@ -157,7 +157,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
 
 
-class SidecarHttp:
+class SidecarHttp(StartsOnEnter):
     """Health and metrics over HTTP for a sidecar (see the module docs for the routes).
 
     ``healthy`` is called on each health request (from the server's threads, so it must be
@@ -244,15 +244,3 @@ class SidecarHttp:
         server.server_close()
         if thread is not None:
             thread.join()
-
-    def __enter__(self) -> SidecarHttp:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -54,7 +54,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import grpc
 import grpc.aio
@@ -94,6 +94,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "AdmittedCall",
     "Sidecar",
+    "UnaryCallOptions",
     "UnaryReply",
 ]
 
@@ -195,6 +196,43 @@ class AdmittedCall:
         sidecar._in_flight -= 1  # the admission is the sidecar's own record of the call
         if self._observed is not None:
             self._observed.end(code)
+
+
+class UnaryCallOptions(TypedDict, total=False):
+    """The keyword arguments of the unary call family, written once: :meth:`Sidecar.unary_call`
+    spells them out with their defaults; :meth:`Sidecar.unary`, a
+    :class:`~grpc_channel.sidecar.dapr_api.CallApp` and the ``call_app`` of
+    :func:`~grpc_channel.sidecar.dapr_api.sidecar_call_app` take them as ``**options`` and pass
+    them on unchanged. Each may be left out: ``metadata`` (default ``()``), ``timeout`` seconds
+    (default None: no deadline), ``caller`` (default None: this app calls) and ``admission``
+    (default None: not admitted). :meth:`Sidecar.unary_call` says what each means."""
+
+    metadata: MetadataPairs
+    timeout: float | None
+    caller: str | None
+    admission: AdmittedCall | None
+
+
+class _Ending:
+    """How a proxied call ends, as a ``with`` block around it: leaving the block ends
+    ``admission`` (its place and its observer record) with :attr:`code`. The block sets
+    :attr:`code` to the status the caller gets; until then it is CANCELLED (the task was
+    cancelled: the caller went away or the server stopped), and any other error escaping the
+    block makes it UNKNOWN."""
+
+    __slots__ = ("admission", "code")
+
+    def __init__(self, admission: AdmittedCall) -> None:
+        self.admission = admission
+        self.code = grpc.StatusCode.CANCELLED
+
+    def __enter__(self) -> _Ending:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is not None and not issubclass(exc_type, asyncio.CancelledError):
+            self.code = grpc.StatusCode.UNKNOWN
+        self.admission.end(self.code)
 
 
 def _upstream_timeout(remaining: float | None) -> float | None:
@@ -445,7 +483,18 @@ class Sidecar:
             raise ValueError(f"admit: target_app must be a non-empty app id, got {target_app!r}")
         if self._in_flight >= self.max_in_flight:
             raise _rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, self._cap_message())
-        local = target_app == self.app_id
+        return self._count_in(method, target_app, target_app == self.app_id, incoming)
+
+    def _count_in(
+        self,
+        method: str,
+        target_app: str,
+        local: bool,
+        incoming: Iterable[tuple[str, str | bytes]],
+    ) -> AdmittedCall:
+        """Take a ``max_in_flight`` place and the observer's record (``incoming``: the caller's
+        metadata) for a call already let in; the one start of every call the sidecar counts,
+        proxied or admitted (:meth:`AdmittedCall.end` is the one end)."""
         self._in_flight += 1
         observed: ProxiedCall | None = None
         if self._observer is not None:
@@ -457,27 +506,11 @@ class Sidecar:
         return AdmittedCall(self, method, target_app, local, observed)
 
     async def unary(
-        self,
-        app_id: str,
-        method: str,
-        request: bytes,
-        *,
-        metadata: MetadataPairs = (),
-        timeout: float | None = None,
-        caller: str | None = None,
-        admission: AdmittedCall | None = None,
+        self, app_id: str, method: str, request: bytes, **options: Unpack[UnaryCallOptions]
     ) -> bytes:
-        """:meth:`unary_call`'s reply bytes alone (the same arguments, rules and errors)."""
-        result = await self.unary_call(
-            app_id,
-            method,
-            request,
-            metadata=metadata,
-            timeout=timeout,
-            caller=caller,
-            admission=admission,
-        )
-        return result.reply
+        """:meth:`unary_call`'s reply bytes alone (the same arguments, defaults, rules and
+        errors)."""
+        return (await self.unary_call(app_id, method, request, **options)).reply
 
     async def unary_call(
         self,
@@ -631,62 +664,40 @@ class Sidecar:
 
     async def _proxy(self, method: str, requests: AsyncIterator[bytes], context: _Context) -> None:
         route, address = await self._admit(method, context)
-        self._in_flight += 1
-        observed: ProxiedCall | None = None
-        metadata = route.metadata
-        # What the caller ends with if we never get to set it: the task was cancelled (the
-        # caller went away or the server stopped).
-        code = grpc.StatusCode.CANCELLED
-        try:
-            if self._observer is not None:
-                incoming = tuple(context.invocation_metadata() or ())
-                observed = self._observer.begin(method, route.target, route.local, incoming)
-                metadata = observed.forward_metadata(metadata)
+        incoming = context.invocation_metadata() or ()
+        with _Ending(self._count_in(method, route.target, route.local, incoming)) as ending:
+            metadata = ending.admission.forward_metadata(route.metadata)
             app = self._app
-            if route.local and app is not None:
-                call: Any = app.stream(
-                    method,
-                    requests,
-                    timeout=_upstream_timeout(context.time_remaining()),
-                    metadata=metadata,
-                )
-            else:
-                call = self._channel_for(address).stream_stream(method, None, None)(
-                    requests,
-                    timeout=_upstream_timeout(context.time_remaining()),
-                    metadata=metadata,
-                )
-            code, details, trailers = await self._relay(call, context)
-        except grpc.RpcError as err:  # the call could not start (app channel closed, refused)
-            code, details, trailers = _error_status(err)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            code = grpc.StatusCode.UNKNOWN
-            raise
-        finally:
-            self._in_flight -= 1
-            if observed is not None:
-                observed.end(code)
-        if code is grpc.StatusCode.OK:
+            try:
+                if route.local and app is not None:
+                    call: Any = app.stream(
+                        method,
+                        requests,
+                        timeout=_upstream_timeout(context.time_remaining()),
+                        metadata=metadata,
+                    )
+                else:
+                    call = self._channel_for(address).stream_stream(method, None, None)(
+                        requests,
+                        timeout=_upstream_timeout(context.time_remaining()),
+                        metadata=metadata,
+                    )
+                ending.code, details, trailers = await self._relay(call, context)
+            except grpc.RpcError as err:  # the call could not start (app channel closed, refused)
+                ending.code, details, trailers = _error_status(err)
+        if ending.code is grpc.StatusCode.OK:
             context.set_trailing_metadata(trailers)
         else:
-            await context.abort(code, details or "", trailers)
+            await context.abort(ending.code, details or "", trailers)
 
     async def _proxy_unary(self, method: str, request: bytes, context: _Context) -> bytes:
         """The unary path: one request, one upstream unary call, one reply. The same admission,
         observer, status, headers and trailers as :meth:`_proxy`, without the stream machinery
         (no request iterator, no per-message reads and writes)."""
         route, address = await self._admit(method, context)
-        self._in_flight += 1
-        observed: ProxiedCall | None = None
-        metadata = route.metadata
-        code = grpc.StatusCode.CANCELLED  # as in _proxy: what a cancelled task ends with
-        try:
-            if self._observer is not None:
-                incoming = tuple(context.invocation_metadata() or ())
-                observed = self._observer.begin(method, route.target, route.local, incoming)
-                metadata = observed.forward_metadata(metadata)
+        incoming = context.invocation_metadata() or ()
+        with _Ending(self._count_in(method, route.target, route.local, incoming)) as ending:
+            metadata = ending.admission.forward_metadata(route.metadata)
             timeout = _upstream_timeout(context.time_remaining())
             app = self._app
             if route.local and app is not None:
@@ -694,20 +705,11 @@ class Sidecar:
             else:
                 mc = self._channel_for(address).unary_unary(method, None, None)
                 outcome = await _plain_unary(mc(request, timeout=timeout, metadata=metadata))
-            code, details, headers, trailers, reply = outcome
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            code = grpc.StatusCode.UNKNOWN
-            raise
-        finally:
-            self._in_flight -= 1
-            if observed is not None:
-                observed.end(code)
+            ending.code, details, headers, trailers, reply = outcome
         if headers:
             await context.send_initial_metadata(headers)
-        if code is not grpc.StatusCode.OK:
-            await context.abort(code, details or "", trailers)
+        if ending.code is not grpc.StatusCode.OK:
+            await context.abort(ending.code, details or "", trailers)
         context.set_trailing_metadata(trailers)
         return reply
 

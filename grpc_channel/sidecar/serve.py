@@ -63,18 +63,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import logging
-import math
 import os
 import pathlib
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from grpc_channel import process as flags
 from grpc_channel.interceptors import MissingExtraError
 from grpc_channel.invoke import check_method_path
 from grpc_channel.pubsub.brokers import BrokerError, Component, ComponentError, load_components
@@ -117,18 +117,13 @@ DEFAULT_HOST: Final = "127.0.0.1"
 READY_EVENT: Final = "ready"
 """The ``event`` of the one JSON line written to stdout once the sidecar serves."""
 _LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
-_EXIT_USAGE: Final = 2
 _RUNTIME_RETRY_FIRST: Final = 1.0
 _RUNTIME_RETRY_MAX: Final = 10.0
-_EXIT_FAILED: Final = 1
 
 
-class SidecarServeError(Exception):
-    """A flag or environment variable cannot be used; ``flag`` names it."""
-
-    def __init__(self, flag: str, message: str) -> None:
-        super().__init__(f"{flag}: {message}")
-        self.flag = flag
+class SidecarServeError(flags.FlagError):
+    """A flag or environment variable cannot be used; ``flag`` names it (the message is
+    ``"<flag>: <why>"``, never a token's value)."""
 
 
 @dataclass(frozen=True)
@@ -161,42 +156,6 @@ def _method_path(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _int_in(text: str, low: int, high: int | None, allowed: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an integer; allowed: {allowed}"
-        ) from None
-    if value < low or (high is not None and value > high):
-        raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: {allowed}")
-    return value
-
-
-def _app_port(text: str) -> int:
-    return _int_in(text, 1, 65535, "1-65535")
-
-
-def _listen_port(text: str) -> int:
-    return _int_in(text, 0, 65535, "0-65535 (0: an ephemeral port)")
-
-
-def _positive_int(text: str) -> int:
-    return _int_in(text, 1, None, "an integer >= 1")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not usable; allowed: a finite number of seconds > 0"
-        )
-    return value
-
-
 def _app_id(text: str) -> str:
     # The id travels as metadata (dapr-app-id) and names broker consumer groups: keep it to the
     # characters both accept.
@@ -209,47 +168,42 @@ def _app_id(text: str) -> str:
     return text
 
 
-def _host(text: str) -> str:
-    if not text.strip() or any(ch.isspace() for ch in text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or address")
-    return text
-
-
-def _existing(text: str) -> pathlib.Path:
-    path = pathlib.Path(text)
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text!r}: no such file or directory")
-    return path
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the sidecar's flags to ``parser`` (shared by ``grpc-channel sidecar`` and
     ``python -m grpc_channel.sidecar``)."""
     parser.add_argument("--app-id", required=True, type=_app_id, help="this sidecar's app id")
-    parser.add_argument("--app-port", required=True, type=_app_port, help="the app's gRPC port")
-    parser.add_argument("--app-host", default=DEFAULT_HOST, type=_host, help="default %(default)s")
+    parser.add_argument(
+        "--app-port", required=True, type=flags.app_port, help="the app's gRPC port"
+    )
+    parser.add_argument(
+        "--app-host", default=DEFAULT_HOST, type=flags.host, help="default %(default)s"
+    )
     parser.add_argument(
         "--port",
         default=DEFAULT_GRPC_PORT,
-        type=_listen_port,
+        type=flags.listen_port,
         help="gRPC port (proxy and Dapr API); 0: ephemeral; default %(default)s",
     )
     parser.add_argument(
         "--http-port",
         default=DEFAULT_HTTP_PORT,
-        type=_listen_port,
+        type=flags.listen_port,
         help="HTTP port for /healthz, /v1.0/healthz/outbound, /metrics; 0: ephemeral; "
         "default %(default)s",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, type=_host, help="default %(default)s")
+    parser.add_argument("--host", default=DEFAULT_HOST, type=flags.host, help="default %(default)s")
     parser.add_argument(
-        "--components", type=_existing, help="Dapr Component file or directory (pub/sub brokers)"
+        "--components",
+        type=flags.existing_path,
+        help="Dapr Component file or directory (pub/sub brokers)",
     )
     parser.add_argument(
-        "--peers", type=_existing, help="JSON/YAML file {app id: host:port} of other sidecars"
+        "--peers",
+        type=flags.existing_path,
+        help="JSON/YAML file {app id: host:port} of other sidecars",
     )
     parser.add_argument(
-        "--app-max-concurrency", type=_positive_int, help="calls to the app at once (no limit)"
+        "--app-max-concurrency", type=flags.positive_int, help="calls to the app at once (no limit)"
     )
     parser.add_argument(
         "--unary-method",
@@ -263,19 +217,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-in-flight",
-        type=_positive_int,
+        type=flags.positive_int,
         default=DEFAULT_MAX_IN_FLIGHT,
         help="proxied calls at once; default %(default)s",
     )
     parser.add_argument(
         "--max-message-bytes",
-        type=_positive_int,
+        type=flags.positive_int,
         default=DEFAULT_MAX_MESSAGE_BYTES,
         help="largest message; default %(default)s",
     )
     parser.add_argument(
         "--drain-timeout",
-        type=_seconds,
+        type=flags.seconds,
         default=30.0,
         help="seconds for calls and deliveries in flight on stop; default %(default)s",
     )
@@ -395,7 +349,7 @@ def _build_sidecar(
         raise SidecarServeError("--peers", str(exc)) from None
     kwargs: dict[str, Any] = {
         "resolver": resolver,
-        "app_address": _address(config.app_host, config.app_port),
+        "app_address": flags.grpc_target(config.app_host, config.app_port),
         "api_token": tokens.api_token,
         "app_token": tokens.app_token,
         "peer_token": tokens.peer_token,
@@ -496,11 +450,6 @@ def _load_brokers(path: pathlib.Path) -> tuple[dict[str, Any], list[Component]]:
     return brokers, [components[name] for name in sorted(components)]
 
 
-def _address(host: str, port: int) -> str:
-    """``host:port`` as gRPC targets spell it (an IPv6 literal in brackets)."""
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
 class _LatePublisher:
     """Forwards ``publish`` to the runtime once it exists (DaprApi is built before the server
     starts; the runtime after, because it shares the sidecar's app channel). Before that (the
@@ -599,43 +548,17 @@ def _print_ready(record: dict[str, Any], stream: TextIO | None = None) -> None:
     out.flush()
 
 
-async def _run(config: SidecarServeConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await serve(config, stop)
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-
-
 def run(config: SidecarServeConfig, prog: str = PROG) -> int:
     """Run a parsed configuration until SIGTERM/SIGINT; the exit status (module docstring)."""
-    logging.basicConfig(
+    return flags.run_process(
+        prog,
+        functools.partial(serve, config),
         level=getattr(logging, config.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        log=_log,
+        failures=[((BrokerError, OSError), "the sidecar failed"), (MissingExtraError, None)],
     )
-    try:
-        asyncio.run(_run(config))
-    except SidecarServeError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return _EXIT_USAGE
-    except (BrokerError, OSError) as exc:
-        _log.error("the sidecar failed: %s", exc)
-        return _EXIT_FAILED
-    except MissingExtraError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return _EXIT_FAILED
-    return 0
 
 
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     """Parse ``argv``, run until SIGTERM/SIGINT, return the exit status (module docstring)."""
-    try:
-        config = parse_args(argv, prog)
-    except SystemExit as exc:  # argparse has printed the usage and the flag's problem
-        return exc.code if isinstance(exc.code, int) else _EXIT_USAGE
-    return run(config, prog)
+    return flags.main(functools.partial(parse_args, argv, prog), functools.partial(run, prog=prog))
