@@ -57,8 +57,16 @@ def bench(args: list[str]) -> int:
     return _run(BIN / "grpc-channel", "bench", *args)
 
 
+# Two pytest-xdist workers, each taking whole test files (module fixtures such as the sidecar
+# processes start once per file): the suite waits on sockets and child processes far more than it
+# computes, so two workers halve its time even on two cores. Any -n/--numprocesses or
+# -p no:xdist given after the command wins.
+_PARALLEL = ("-n", "2", "--dist", "loadfile")
+
+
 def test(args: list[str]) -> int:
-    return _run(PYTHON, "-m", "pytest", *args)
+    chosen = any(a in ("-n", "--numprocesses", "no:xdist") or a.startswith("-n") for a in args)
+    return _run(PYTHON, "-m", "pytest", *(() if chosen else _PARALLEL), *args)
 
 
 def lint(_args: list[str]) -> int:
