@@ -4,12 +4,14 @@ Figures are never judged here (no timing assertions); only that they were measur
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import pathlib
 
 import pytest
 
+from grpc_channel.app import TopicEvent
 from grpc_channel.bench import pubsub as bench
 
 
@@ -94,3 +96,49 @@ def test_bad_options_exit_2_naming_the_option(
         bench.main(argv)
     assert exited.value.code == 2
     assert named in capsys.readouterr().err
+
+
+def test_both_arms_hand_the_app_the_same_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fairness: the bare arm's OnTopicEvent request is the runtime's field for field, so the app
+    # does the same work per event in both arms; only ids, times and stamps differ.
+    seen: list[TopicEvent] = []
+    record = bench._Collector.record
+
+    def keep(self: bench._Collector, event: TopicEvent) -> None:
+        seen.append(event)
+        record(self, event)
+
+    monkeypatch.setattr(bench._Collector, "record", keep)
+
+    async def both() -> dict[str, list[TopicEvent]]:
+        by_arm: dict[str, list[TopicEvent]] = {}
+        async with bench._set_up("memory", None, 2, 30.0) as setup:
+            for arm, run in (("runtime", bench._runtime_arm), ("bare", bench._bare_arm)):
+                seen.clear()
+                await run(setup, 3, arm)
+                by_arm[arm] = list(seen)
+        return by_arm
+
+    by_arm = asyncio.run(both())
+
+    def shape(event: TopicEvent) -> tuple[object, ...]:
+        body = json.loads(event.data)
+        return (
+            event.source,
+            event.type,
+            event.spec_version,
+            event.data_content_type,
+            event.topic,
+            event.pubsub_name,
+            event.path,
+            tuple(sorted(event.extensions)),
+            len(event.id),
+            tuple(sorted(body)),
+            len(event.data) - len(str(body["k"])) - len(str(body["t"])),  # compact JSON
+        )
+
+    runtime, bare = by_arm["runtime"], by_arm["bare"]
+    assert len(runtime) == len(bare) == 3
+    assert {shape(e) for e in runtime} == {shape(e) for e in bare}
+    assert len({shape(e) for e in bare}) == 1
+    assert len({e.id for e in runtime + bare}) == 6  # ids are unique across both arms

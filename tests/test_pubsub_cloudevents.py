@@ -324,3 +324,37 @@ def test_an_envelope_published_here_parses_as_its_bytes_do(
     if isinstance(first.data, list | dict):
         assert first.data is not again.data
     assert first.to_topic_event_request("/p") == decoded.to_topic_event_request("/p")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"k": "\xc3\xa9\\u2028\\"", "big": 12345678901234567890123, "f": [1.10, -0.0, 1e300]}',
+        b'"just a string"',
+        b"[true, false, null, {}, []]",
+        b"-7",
+    ],
+)
+def test_envelope_bytes_and_delivered_data_are_compact_json(payload: bytes) -> None:
+    # The envelope and the delivered data are exactly what json.dumps writes (compact, UTF-8,
+    # shortest float repr, exact ints), whichever encoder produces them.
+    raw = envelope_for_publish(
+        payload, source="a", topic="t", pubsub_name="p", data_content_type="application/json"
+    )
+    document = json.loads(raw)
+    assert raw == json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    expected_data = json.dumps(json.loads(payload), separators=(",", ":"), ensure_ascii=False)
+    for stored in (raw, bytes(raw)):  # the one this process remembers, then a fresh decode
+        assert parse_cloud_event(stored).data_bytes == expected_data.encode()
+
+
+def test_extensions_go_into_the_request_and_a_bad_one_among_good_ones_is_named() -> None:
+    good = {"id": "1", "source": "s", "type": "t", "specversion": "1.0", "a": "x", "b": [1, 2]}
+    request = parse_cloud_event(json.dumps(good)).to_topic_event_request("/p")
+    assert json_format.MessageToDict(request.extensions) == {"a": "x", "b": [1, 2]}
+    assert request.path == "/p"
+    bare = {"id": "1", "source": "s", "type": "t", "specversion": "1.0"}
+    # No extensions: the field is still set (an empty Struct), as it always was.
+    assert parse_cloud_event(json.dumps(bare)).to_topic_event_request().HasField("extensions")
+    with pytest.raises(CloudEventError, match="'huge'"):
+        parse_cloud_event(json.dumps({**good, "huge": 10**400})).to_topic_event_request()

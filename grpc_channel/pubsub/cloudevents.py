@@ -44,6 +44,7 @@ import json
 import math
 import time as _time
 import uuid
+from _json import encode_basestring, make_encoder
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -149,6 +150,13 @@ def _finite_float(text: str) -> float:
 # (and its scanner) per call, which costs more than decoding a small envelope.
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# The C encoder behind _ENCODER, also built once: JSONEncoder.encode builds a new one per call,
+# a third of the cost of encoding an envelope. Same output as _ENCODER.encode (compact, UTF-8
+# strings, shortest float repr, NaN written as NaN). No cycle check (markers None): everything
+# encoded here came out of the JSON decoder, and a cycle cannot. Stateless, so thread-safe.
+_C_ENCODE: Final = make_encoder(
+    None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, True
+)
 
 
 def _loads(raw: bytes | str) -> Any:
@@ -167,7 +175,7 @@ def _loads(raw: bytes | str) -> Any:
 
 
 def _dumps(value: Any) -> bytes:
-    return _ENCODER.encode(value).encode("utf-8")
+    return "".join(_C_ENCODE(value, 0)).encode("utf-8")
 
 
 def _rfc3339_utc(moment: datetime) -> str:
@@ -363,12 +371,7 @@ class CloudEvent:
         Raises :class:`CloudEventError` when an extension holds a number no double can carry
         (``google.protobuf.Struct`` stores numbers as doubles).
         """
-        extensions = struct_pb2.Struct()
-        try:
-            extensions.update(self.extensions)  # all at once: the common case
-        except (OverflowError, ValueError, TypeError):
-            extensions = self._extensions_one_by_one()  # names the one that cannot be carried
-        return appcallback_pb2.TopicEventRequest(
+        request = appcallback_pb2.TopicEventRequest(
             id=self.id,
             source=self.source,
             type=self.type,
@@ -378,8 +381,16 @@ class CloudEvent:
             data=self.data_bytes,
             pubsub_name=self.pubsub_name,
             path=path,
-            extensions=extensions,
         )
+        # Filled in place, all at once (the common case): a Struct built apart and passed to the
+        # constructor would be copied into the request. Set even when empty, as it always was.
+        request.extensions.SetInParent()
+        try:
+            request.extensions.update(self.extensions)
+        except (OverflowError, ValueError, TypeError):
+            # Names the one that cannot be carried (and replaces what was half-added).
+            request.extensions.CopyFrom(self._extensions_one_by_one())
+        return request
 
     def _extensions_one_by_one(self) -> struct_pb2.Struct:
         extensions = struct_pb2.Struct()
