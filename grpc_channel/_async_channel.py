@@ -143,12 +143,20 @@ class AsyncChannel(core.ChannelBase):
         return core.subscriptions_of(reply)
 
     async def on_topic_event(
-        self, event: appcallback_pb2.TopicEventRequest, *call_options: CallOption
+        self,
+        event: appcallback_pb2.TopicEventRequest,
+        *call_options: CallOption,
+        timeout: float | None = None,
+        metadata: MetadataPairs | None = None,
     ) -> appcallback_pb2.TopicEventResponse:
         """As :meth:`grpc_channel.channel.Channel.on_topic_event`; cancelling the awaiting task
         cancels the RPC."""
         response: appcallback_pb2.TopicEventResponse = await self._engine.call_unary(
-            self._topic_route, core.check_topic_event(event), call_options
+            self._topic_route,
+            core.check_topic_event(event),
+            call_options,
+            timeout=timeout,
+            metadata=metadata,
         )
         return response
 

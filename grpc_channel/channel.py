@@ -222,16 +222,26 @@ class Channel(core.ChannelBase):
         return core.subscriptions_of(reply)
 
     def on_topic_event(
-        self, event: appcallback_pb2.TopicEventRequest, *call_options: CallOption
+        self,
+        event: appcallback_pb2.TopicEventRequest,
+        *call_options: CallOption,
+        timeout: float | None = None,
+        metadata: MetadataPairs | None = None,
     ) -> appcallback_pb2.TopicEventResponse:
         """Deliver one pub/sub event to the app (``OnTopicEvent``); returns its
         ``TopicEventResponse`` (``status`` SUCCESS, RETRY or DROP). Same token, deadline and
         tracing rules as :meth:`invoke_method`, and it takes a concurrency slot like an invoke.
         Failures raise ``grpc.RpcError`` whatever ``with_raise_errors`` says (the deliverer decides
         on the code: UNIMPLEMENTED drops, others retry); ``TypeError`` for an event that is not a
-        ``TopicEventRequest``."""
+        ``TopicEventRequest``. ``timeout`` (seconds) and ``metadata`` (extra pairs) are grpcio's
+        per-call keywords, as on :meth:`invoke`: a caller holding them as values (the pub/sub
+        runtime) passes them without building call options; call options win over them."""
         response: appcallback_pb2.TopicEventResponse = self._engine.call_unary(
-            self._topic_route, core.check_topic_event(event), call_options
+            self._topic_route,
+            core.check_topic_event(event),
+            call_options,
+            timeout=timeout,
+            metadata=metadata,
         )
         return response
 

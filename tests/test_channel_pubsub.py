@@ -8,6 +8,7 @@ as ``invoke_method``: the app token travels, the deadline travels, failures are 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,3 +196,49 @@ def test_closed_channel_is_cancelled(own_app: Any) -> None:
     with pytest.raises(grpc.RpcError) as listed:
         channel.list_topic_subscriptions()
     assert listed.value.code() is grpc.StatusCode.CANCELLED
+
+
+def _slow_app() -> tuple[App, list[TopicEvent]]:
+    app = App(app_token="s3cret")
+    seen: list[TopicEvent] = []
+
+    @app.subscribe(PUBSUB, "orders")
+    def orders(event: TopicEvent) -> TopicEventStatus:
+        seen.append(event)
+        if event.type == "slow":
+            time.sleep(1.0)
+        return TopicEventStatus.SUCCESS
+
+    return app, seen
+
+
+@pytest.mark.parametrize("client_aio", [False, True], ids=["sync-channel", "aio-channel"])
+def test_timeout_and_metadata_keywords(client_aio: bool) -> None:
+    """grpcio's keywords, as on ``invoke``: the timeout is the call's deadline, the metadata
+    arrives, and a ``dapr-api-token`` among it is dropped (only the channel's own is sent)."""
+    app, seen = _slow_app()
+    pairs = (("x-kw", "1"), ("dapr-api-token", "not-the-apps"))
+    with serving(app, False) as port:
+        if client_aio:
+
+            async def main() -> grpc.StatusCode:
+                async with aio.AsyncChannel.local(port, with_app_token("s3cret")) as channel:
+                    ok = await channel.on_topic_event(_event("orders"), timeout=5, metadata=pairs)
+                    assert ok.status == SUCCESS
+                    try:
+                        await channel.on_topic_event(_event("orders", "slow"), timeout=0.2)
+                    except grpc.RpcError as exc:
+                        return exc.code()
+                    return grpc.StatusCode.OK
+
+            code = asyncio.run(main())
+        else:
+            with Channel.local(port, with_app_token("s3cret")) as channel:
+                ok = channel.on_topic_event(_event("orders"), timeout=5, metadata=pairs)
+                assert ok.status == SUCCESS
+                with pytest.raises(grpc.RpcError) as failed:
+                    channel.on_topic_event(_event("orders", "slow"), timeout=0.2)
+                code = failed.value.code()
+    assert code is grpc.StatusCode.DEADLINE_EXCEEDED
+    # The App refuses a wrong token: the first event arriving proves only the channel's went.
+    assert seen[0].metadata.get("x-kw") == "1"
