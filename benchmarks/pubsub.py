@@ -67,8 +67,7 @@ from grpc_channel.app import App, TopicEvent
 from grpc_channel.appcallback import ON_TOPIC_EVENT
 from grpc_channel.dial_options import with_insecure
 from grpc_channel.pubsub.brokers import Broker, MemoryBroker
-from grpc_channel.pubsub.runtime import PubSubRuntime
-from grpc_channel.pubsub.runtime import _new_event_id as new_event_id
+from grpc_channel.pubsub.runtime import PubSubRuntime, new_event_id
 from grpc_channel.v1 import appcallback_pb2
 
 from .environment import environment

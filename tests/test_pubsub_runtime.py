@@ -446,17 +446,17 @@ def test_event_ids_are_version_4_uuids_written_as_uuid_writes_them() -> None:
     import random
     import uuid
 
-    from grpc_channel.pubsub.runtime import _new_event_id
+    from grpc_channel.pubsub.runtime import new_event_id
 
     state = random.getstate()
     try:
         for seed in range(200):
             random.seed(seed)
-            made = _new_event_id()
+            made = new_event_id()
             random.seed(seed)
             assert made == str(uuid.UUID(int=random.getrandbits(128), version=4))
             parsed = uuid.UUID(made)
             assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
     finally:
         random.setstate(state)
-    assert len({_new_event_id() for _ in range(1000)}) == 1000
+    assert len({new_event_id() for _ in range(1000)}) == 1000

@@ -138,6 +138,7 @@ __all__ = [
     "RuntimeStoppedError",
     "SubscriptionFetchError",
     "UnknownPubSubError",
+    "new_event_id",
 ]
 
 _log = logging.getLogger(__name__)
@@ -160,7 +161,9 @@ _UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
 
 
-def _new_event_id() -> str:
+def new_event_id() -> str:
+    """A new CloudEvent id as :meth:`PubSubRuntime.publish` makes them: a version-4 UUID in its
+    usual text form, from ``random`` (ids must be unique, not secret)."""
     # Formatted here: building a uuid.UUID object and its str() cost twice as much.
     h = f"{(_random_bits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -421,7 +424,7 @@ class PubSubRuntime:
             raise RuntimeStoppedError("the pub/sub runtime is stopped; it publishes no more")
         broker = self._broker(pubsub)
         payload, kind = payload_bytes(data, content_type)
-        event_id = _new_event_id()
+        event_id = new_event_id()
         envelope = envelope_for_publish(
             payload,
             source=self._app_id,
