@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -32,6 +34,17 @@ from grpc_channel.stubs import bind, stub_methods, wrap
 AIO = [pytest.param(False, id="sync"), pytest.param(True, id="aio")]
 
 
+@contextlib.asynccontextmanager
+async def either_channel(target: str, aio: bool) -> AsyncIterator[Any]:
+    """A ``grpc.aio`` channel (``aio``) or a sync one to ``target``, closed on exit either way."""
+    if aio:
+        async with grpc.aio.insecure_channel(target) as channel:
+            yield channel
+    else:
+        with grpc.insecure_channel(target) as sync_channel:
+            yield sync_channel
+
+
 def test_stub_methods_are_discovered() -> None:
     pb2, pb2_grpc = echo_modules()
     found = stub_methods(pb2_grpc.EchoStub)
@@ -53,8 +66,7 @@ def test_all_four_shapes_with_options_and_keywords(aio: bool, from_class: bool) 
 
     async def main(port: int) -> None:
         target = f"127.0.0.1:{port}"
-        channel: Any = grpc.aio.insecure_channel(target) if aio else grpc.insecure_channel(target)
-        try:
+        async with either_channel(target, aio) as channel:
             if from_class:
                 stub = wrap(
                     pb2_grpc.EchoStub, channel, call_metadata("x-default", "d"), target=target
@@ -89,11 +101,6 @@ def test_all_four_shapes_with_options_and_keywords(aio: bool, from_class: bool) 
             replies = await collect(stub.Bidi(iter([pb2.EchoRequest(text="c")]), *opts, timeout=5))
             assert [r.text for r in replies] == ["c"]
             assert finished == [None, None, None, None]
-        finally:
-            if aio:
-                await channel.close(None)
-            else:
-                channel.close()
 
     with serve() as (port, servicer):
         asyncio.run(main(port))
@@ -305,19 +312,13 @@ def test_a_misspelt_grpcio_keyword_is_refused_not_dropped(aio: bool) -> None:
 
     async def main(port: int) -> None:
         target = f"127.0.0.1:{port}"
-        channel: Any = grpc.aio.insecure_channel(target) if aio else grpc.insecure_channel(target)
-        try:
+        async with either_channel(target, aio) as channel:
             stub = wrap(pb2_grpc.EchoStub, channel)
             with pytest.raises(TypeError, match="timout") as caught:
                 result = stub.Unary(pb2.EchoRequest(text="x"), timout=1.0)  # type: ignore[call-arg]
                 if aio:
                     await result
             assert "wait_for_ready" in str(caught.value)
-        finally:
-            if aio:
-                await channel.close(None)
-            else:
-                channel.close()
 
     with serve() as (port, _):
         asyncio.run(main(port))
@@ -331,8 +332,7 @@ def test_bound_options_apply_on_all_four_shapes(aio: bool) -> None:
 
     async def main(port: int) -> None:
         target = f"127.0.0.1:{port}"
-        channel: Any = grpc.aio.insecure_channel(target) if aio else grpc.insecure_channel(target)
-        try:
+        async with either_channel(target, aio) as channel:
             stub = wrap(pb2_grpc.EchoStub(channel), call_metadata("x-order", "default"))
             md, tr, finished = Metadata(), Metadata(), []
             bound_opts = (
@@ -364,11 +364,6 @@ def test_bound_options_apply_on_all_four_shapes(aio: bool) -> None:
             replies = await collect(bidi(iter([pb2.EchoRequest(text="c")])))
             assert [r.text for r in replies] == ["c"] and md.get("x-echo") == ["bidi"]
             assert finished == [None, None, None, None]
-        finally:
-            if aio:
-                await channel.close(None)
-            else:
-                channel.close()
 
     with serve() as (port, servicer):
         asyncio.run(main(port))
@@ -385,8 +380,7 @@ def test_bound_timeout_applies(aio: bool) -> None:
 
     async def main(port: int) -> None:
         target = f"127.0.0.1:{port}"
-        channel: Any = grpc.aio.insecure_channel(target) if aio else grpc.insecure_channel(target)
-        try:
+        async with either_channel(target, aio) as channel:
             finished: list[BaseException | None] = []
             slow = bind(wrap(pb2_grpc.EchoStub, channel).Unary, timeout(0.2))
             with pytest.raises(grpc.RpcError) as caught:
@@ -395,11 +389,6 @@ def test_bound_timeout_applies(aio: bool) -> None:
                     await result
             assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
             assert len(finished) == 1 and finished[0] is caught.value
-        finally:
-            if aio:
-                await channel.close(None)
-            else:
-                channel.close()
 
     with serve() as (port, _):
         asyncio.run(main(port))
