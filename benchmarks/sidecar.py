@@ -32,10 +32,7 @@ importable). ``--candidate MODULE:CLASS`` (with ``--candidate-uvloop``) starts a
 sidecars of that class and adds the arms ``1hop-cand`` and ``2hop-cand``: a change compared with
 the current proxy in the same interleaved rounds, which across separate runs this shared 2-core
 host cannot do (its load drifts by more than the effects). ``--json-out PATH`` writes the report
-as JSON (schema :data:`SCHEMA`). ``--declare-unary`` (``--candidate-declare-unary``) starts the
-(candidate) sidecars with ``unary_methods=("/bench.Echo/Unary",)``, so that the unary and
-in-flight measurements take the proxy's unary path (the direct arms are unchanged: plain grpcio
-calls of the same method); ``grpc-channel bench --preset sidecar`` runs this module.
+as JSON (schema :data:`SCHEMA`); ``grpc-channel bench --preset sidecar`` runs this module.
 
 ``main(argv)`` returns 0, or 1 when any call failed (every call must succeed; the failures are
 counted per arm and measurement); bad options exit 2 (argparse). A child that does not report
@@ -85,7 +82,7 @@ __all__ = [
     "variants",
 ]
 
-SCHEMA: Final = "grpc-channel-bench-sidecar/1"
+SCHEMA: Final = "grpc-channel-bench-sidecar/2"
 ARMS: Final = ("direct", "direct-again", "1hop", "2hop")
 #: Extra arms with ``--candidate``: the same two routes through sidecars of the candidate class.
 CANDIDATE_ARMS: Final = ("1hop-cand", "2hop-cand")
@@ -163,13 +160,10 @@ async def _serve(args: argparse.Namespace) -> None:
 
     peers = dict(pair.split("=", 1) for pair in args.peer)
     sidecar_class = _load_class(args.proxy)
-    # Only when asked: a --proxy class from before unary_methods existed must still start.
-    declared: dict[str, Any] = {"unary_methods": (UNARY,)} if args.declare_unary else {}
     sidecar = sidecar_class(
         args.app_id,
         resolver=PeersResolver(peers=peers, environ={}),
         app_address=args.app_address,
-        **declared,
     )
     port = await sidecar.start(args.port)
     print(port, flush=True)
@@ -240,14 +234,8 @@ class Mesh:
         return ports[arm]
 
 
-def _sidecar_pair(
-    stack: ExitStack, app: int, proxy: str, uvloop: bool, declare_unary: bool
-) -> tuple[int, int]:
-    extra = [
-        f"--proxy={proxy}",
-        *(["--uvloop"] if uvloop else []),
-        *(["--declare-unary"] if declare_unary else []),
-    ]
+def _sidecar_pair(stack: ExitStack, app: int, proxy: str, uvloop: bool) -> tuple[int, int]:
+    extra = [f"--proxy={proxy}", *(["--uvloop"] if uvloop else [])]
     near = stack.enter_context(
         _child(["sidecar", f"--app-id={APP_ID}", f"--app-address=127.0.0.1:{app}", *extra])
     )
@@ -263,18 +251,15 @@ def start_mesh(
     uvloop: bool = False,
     candidate: str | None = None,
     candidate_uvloop: bool = False,
-    declare_unary: bool = False,
-    candidate_declare_unary: bool = False,
 ) -> Iterator[Mesh]:
     """Start the echo app and two sidecars (and two of the ``candidate`` class when given), each
-    in its own process; stop them all afterwards. ``declare_unary`` (``candidate_declare_unary``)
-    passes ``unary_methods=("/bench.Echo/Unary",)`` to the (candidate) sidecars."""
+    in its own process; stop them all afterwards."""
     with ExitStack() as stack:
         app = stack.enter_context(_child(["app"]))
-        near, front = _sidecar_pair(stack, app, proxy, uvloop, declare_unary)
+        near, front = _sidecar_pair(stack, app, proxy, uvloop)
         cand = (0, 0)
         if candidate is not None:
-            cand = _sidecar_pair(stack, app, candidate, candidate_uvloop, candidate_declare_unary)
+            cand = _sidecar_pair(stack, app, candidate, candidate_uvloop)
         yield Mesh(app, near, front, *cand)
 
 
@@ -597,8 +582,6 @@ def run(
     uvloop: bool = False,
     candidate: str | None = None,
     candidate_uvloop: bool = False,
-    declare_unary: bool = False,
-    candidate_declare_unary: bool = False,
     seed: int = 1,
 ) -> Report:
     """Start the mesh, run every measurement ``rounds`` times over every arm, stop the mesh.
@@ -606,9 +589,7 @@ def run(
     Counts must be positive (ValueError naming the setting otherwise); ``measurements`` is a subset
     of :data:`MEASUREMENTS`. ``candidate`` (``MODULE:CLASS``) adds the arms of
     :data:`CANDIDATE_ARMS`, so that a change is compared with the current proxy in the same run.
-    ``declare_unary`` / ``candidate_declare_unary`` (default False) start those sidecars with the
-    echo app's unary method declared (``unary_methods=``), so that it takes their unary path; the
-    stream measurement always takes the stream path. Failed calls are counted, never raised."""
+    Failed calls are counted, never raised."""
     counts = {
         "rounds": rounds,
         "unary_calls": unary_calls,
@@ -634,10 +615,7 @@ def run(
         if m in measurements
         for arm in arms
     }
-    mesh_cm = start_mesh(
-        proxy, uvloop, candidate, candidate_uvloop, declare_unary, candidate_declare_unary
-    )
-    with mesh_cm as mesh, ExitStack() as stack:
+    with start_mesh(proxy, uvloop, candidate, candidate_uvloop) as mesh, ExitStack() as stack:
         aio_loop = _Loop()
         stack.callback(aio_loop.close)
         sync_channels: dict[str, grpc.Channel] = {}
@@ -680,8 +658,6 @@ def run(
         "uvloop": uvloop,
         "candidate": candidate,
         "candidate_uvloop": candidate_uvloop,
-        "declare_unary": declare_unary,
-        "candidate_declare_unary": candidate_declare_unary,
         "seed": seed,
     }
     return Report(settings, list(rows.values()), environment())
@@ -734,16 +710,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--candidate-uvloop", action="store_true", help="run the candidate sidecars on uvloop"
     )
-    parser.add_argument(
-        "--declare-unary",
-        action="store_true",
-        help="start the sidecars with /bench.Echo/Unary declared unary (unary_methods=)",
-    )
-    parser.add_argument(
-        "--candidate-declare-unary",
-        action="store_true",
-        help="the same for the candidate sidecars",
-    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json-out", type=str, default=None)
     parser.add_argument("--serve", choices=("app", "sidecar"), help=argparse.SUPPRESS)
@@ -775,8 +741,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         uvloop=args.uvloop,
         candidate=args.candidate,
         candidate_uvloop=args.candidate_uvloop,
-        declare_unary=args.declare_unary,
-        candidate_declare_unary=args.candidate_declare_unary,
         seed=args.seed,
     )
     print(format_table(report))

@@ -27,17 +27,14 @@ def test_main_runs_every_arm_and_writes_the_json_report(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "sidecar.json"
-    # The candidate is the current proxy again, with the echo app's unary method declared: its
-    # arms take the unary path and must run like the others.
+    # The candidate is the current proxy again: its arms must run like the others.
     candidate = "--candidate=grpc_channel.sidecar:Sidecar"
-    declared = "--candidate-declare-unary"
-    assert bench.main([*TINY, candidate, declared, f"--json-out={out}"]) == 0
+    assert bench.main([*TINY, candidate, f"--json-out={out}"]) == 0
 
     report = json.loads(out.read_text())
     assert report["schema"] == bench.SCHEMA
     assert report["failures"] == 0
-    assert report["settings"]["candidate_declare_unary"] is True
-    assert report["settings"]["declare_unary"] is False
+    assert report["settings"]["candidate"] == "grpc_channel.sidecar:Sidecar"
     assert report["settings"]["rounds"] == 2
     assert report["settings"]["stream_messages"] == 30
     rows = {(row["measurement"], row["arm"]): row for row in report["rows"]}

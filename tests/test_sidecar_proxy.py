@@ -576,15 +576,13 @@ def test_tokens_from_env_and_their_repr_hides_values() -> None:
     assert "s3cret" not in repr(tokens) and "api_token=set" in repr(tokens)
 
 
-# --- the unary path: declared and known unary methods ---------------------------------------------
-
-_DECLARED = {"app_kw": {"unary_methods": (UU,)}, "front_kw": {"unary_methods": (UU,)}}
+# --- unary calls: every detail through one and two hops ----------------------------------------
 
 
 @pytest.mark.parametrize("aio", [False, True])
 @pytest.mark.parametrize("hops", HOPS)
-def test_a_declared_unary_method_passes_metadata_status_and_deadline(hops: int, aio: bool) -> None:
-    with mesh(**_DECLARED) as m:
+def test_a_unary_call_passes_metadata_status_and_deadline(hops: int, aio: bool) -> None:
+    with mesh() as m:
         port, token = m.route(hops)
         sent = call_metadata(token, APP, ("x-in", "v"), ("x-in-bin", b"\x00\x01\xff"))
         assert _call(port, "unary_unary", b"hi", sent, aio, timeout=20) == [b"echo:hi"]
@@ -609,8 +607,8 @@ def test_a_declared_unary_method_passes_metadata_status_and_deadline(hops: int, 
 
 
 @pytest.mark.parametrize("hops", HOPS)
-def test_a_declared_unary_methods_headers_and_trailers_on_success(hops: int) -> None:
-    with mesh(**_DECLARED) as m:
+def test_a_unary_calls_headers_and_trailers_on_success(hops: int) -> None:
+    with mesh() as m:
         port, token = m.route(hops)
         with _sync_channel(port) as channel:
             reply, call = channel.unary_unary(UU).with_call(
@@ -625,8 +623,8 @@ def test_a_declared_unary_methods_headers_and_trailers_on_success(hops: int) -> 
 
 
 @pytest.mark.parametrize("hops", HOPS)
-def test_a_declared_unary_call_cancelled_or_expired_ends_at_the_app(hops: int) -> None:
-    with mesh(**_DECLARED) as m:
+def test_a_unary_call_cancelled_or_expired_ends_at_the_app(hops: int) -> None:
+    with mesh() as m:
         port, token = m.route(hops)
         with _sync_channel(port) as channel:
             future = channel.unary_unary(UU).future(b"sleep=30", metadata=call_metadata(token))
@@ -640,30 +638,7 @@ def test_a_declared_unary_call_cancelled_or_expired_ends_at_the_app(hops: int) -
         assert wait_until(lambda: _zero_in_flight(m))
 
 
-def test_streaming_methods_never_take_the_unary_path() -> None:
-    # Only UU is declared: every other shape keeps the stream path and still works, two hops.
-    with mesh(**_DECLARED) as m:
-        port, token = m.route(2)
-        for shape in ("unary_stream", "stream_unary", "stream_stream"):
-            assert _call(port, shape, b"s", call_metadata(token), False) == expected(shape, b"s")
-            assert m.rec.seen[-1].method == METHODS[shape]
-        assert m.rec.handled == 3
-
-
-def test_a_server_streaming_method_declared_unary_ends_at_the_callers_deadline() -> None:
-    # A wrong declaration is the operator's error (see Sidecar's docs): grpc's unary call waits
-    # for a status that never comes while replies are left unread. It is bounded by the caller's
-    # deadline, and the call's in-flight place is given back.
-    wrong = {"app_kw": {"unary_methods": (US,)}}
-    with mesh(**wrong) as m:
-        port, token = m.route(1)
-        with _sync_channel(port) as channel, pytest.raises(grpc.RpcError) as raised:
-            list(channel.unary_stream(US)(b"n=3", metadata=call_metadata(token), timeout=0.5))
-        assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        assert wait_until(lambda: _zero_in_flight(m))
-
-
-def test_the_unary_path_holds_an_app_slot_and_tells_the_observer() -> None:
+def test_a_unary_call_holds_an_app_slot_and_tells_the_observer() -> None:
     events: list[tuple[str, Any]] = []
 
     class Call:
@@ -678,7 +653,7 @@ def test_the_unary_path_holds_an_app_slot_and_tells_the_observer() -> None:
             events.append(("begin", (method, target, local)))
             return Call()
 
-    app_kw = {"unary_methods": (UU,), "app_max_concurrency": 1, "observer": Observer()}
+    app_kw = {"app_max_concurrency": 1, "observer": Observer()}
     with mesh(app_kw=app_kw) as m:
         port, token = m.route(1)
         with _sync_channel(port) as channel:
@@ -699,26 +674,3 @@ def test_the_unary_path_holds_an_app_slot_and_tells_the_observer() -> None:
         assert len(ends) == 3 and ends[-1] is grpc.StatusCode.OK
         stopped = {grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
         assert set(ends[:2]) <= stopped
-
-
-def test_dapr_and_health_methods_are_known_unary_and_declarations_add_to_them() -> None:
-    sidecar = Sidecar(APP, resolver=PeersResolver(environ={}), unary_methods=[UU])
-    assert "/dapr.proto.runtime.v1.AppCallback/OnInvoke" in sidecar.unary_methods
-    assert "/grpc.health.v1.Health/Check" in sidecar.unary_methods
-    assert "/grpc.health.v1.Health/Watch" not in sidecar.unary_methods
-    assert UU in sidecar.unary_methods and US not in sidecar.unary_methods
-    plain = Sidecar(APP, resolver=PeersResolver(environ={}))
-    assert UU not in plain.unary_methods
-
-
-@pytest.mark.parametrize(
-    ("value", "error", "message"),
-    [
-        ("/a.B/C", TypeError, "collection of method paths"),
-        (["a.B/C"], ValueError, "unary_methods: method must be a full method path"),
-        ([None], ValueError, "unary_methods"),
-    ],
-)
-def test_bad_unary_methods_are_refused_naming_them(value: Any, error: type, message: str) -> None:
-    with pytest.raises(error, match=message):
-        Sidecar(APP, resolver=PeersResolver(environ={}), unary_methods=value)

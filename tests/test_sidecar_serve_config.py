@@ -1,6 +1,5 @@
-"""The sidecar process's configuration: the ``--unary-method`` flag (parsed, refused with the flag
-named when it is not a full method path, handed to the proxy it builds) and the span exporter
-chosen by ``OTEL_TRACES_EXPORTER``."""
+"""The sidecar process's configuration: flags that no longer exist are refused, and the span
+exporter is chosen by ``OTEL_TRACES_EXPORTER``."""
 
 from __future__ import annotations
 
@@ -13,50 +12,27 @@ from support_harness import async_wait_until
 
 from grpc_channel.appcallback import ON_INVOKE
 from grpc_channel.demo import DemoServer
-from grpc_channel.sidecar import KNOWN_UNARY_METHODS
 from grpc_channel.sidecar.serve import (
     TRACES_EXPORTER_ENV,
     SidecarServeError,
-    _build_sidecar,
     parse_args,
     serve,
     traces_provider,
 )
-from grpc_channel.sidecar.tokens import SidecarTokens
 from grpc_channel.v1 import common_pb2
 
 BASE = ["--app-id", "orders", "--app-port", "50051"]
 
 
-def test_unary_methods_are_repeatable_and_reach_the_proxy() -> None:
-    config = parse_args([*BASE, "--unary-method", "/a.B/C", "--unary-method", "/a.B/D"])
-    assert config.unary_methods == ("/a.B/C", "/a.B/D")
-    sidecar, meter_provider, _registry = _build_sidecar(config, SidecarTokens(None, None, None))
-    try:
-        assert sidecar.unary_methods == KNOWN_UNARY_METHODS | {"/a.B/C", "/a.B/D"}
-    finally:
-        meter_provider.shutdown()
-
-
-def test_no_flag_means_only_the_known_methods() -> None:
-    config = parse_args(BASE)
-    assert config.unary_methods == ()
-    sidecar, meter_provider, _registry = _build_sidecar(config, SidecarTokens(None, None, None))
-    try:
-        assert sidecar.unary_methods == KNOWN_UNARY_METHODS
-    finally:
-        meter_provider.shutdown()
-
-
-@pytest.mark.parametrize("bad", ["a.B/C", "/a.B", "/a.B/C/"])
-def test_a_bad_method_path_exits_2_naming_the_flag(
-    bad: str, capsys: pytest.CaptureFixture[str]
+def test_the_unary_method_flag_is_gone_every_method_is_proxied_alike(
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # The frame proxy serves every call shape on one path: there is nothing to declare, and an
+    # old command line says so instead of being accepted and ignored.
     with pytest.raises(SystemExit) as exited:
-        parse_args([*BASE, "--unary-method", bad])
+        parse_args([*BASE, "--unary-method", "/a.B/C"])
     assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert "--unary-method" in err and "/pkg.Service/Method" in err
+    assert "--unary-method" in capsys.readouterr().err
 
 
 # -- spans: OTEL_TRACES_EXPORTER ---------------------------------------------------------------

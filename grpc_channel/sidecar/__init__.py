@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-from ._routing import KNOWN_UNARY_METHODS
 from .dapr_api import (
     AppConnection,
     CallApp,
@@ -63,7 +62,6 @@ __all__ = [
     "DEFAULT_MAX_CHANNELS",
     "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_MESSAGE_BYTES",
-    "KNOWN_UNARY_METHODS",
     "PEERS_ENV",
     "PEER_TOKEN_ENV",
     "TOKEN_KEY",

@@ -1,8 +1,8 @@
 """The proxy's pure rules: check the caller's token, pick the target, build the next hop's metadata,
-and tell which methods are unary for sure.
+for the frame proxy and for in-process calls.
 
 No I/O here; :mod:`grpc_channel.sidecar.proxy` calls :func:`plan_route` once per call,
-:func:`response_metadata` on what comes back and :func:`unary_method_set` once per sidecar.
+:func:`response_metadata` on what an in-process call gets back.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 import grpc
 
 from grpc_channel.interceptors import MetadataPairs
-from grpc_channel.invoke import check_method_path
 from grpc_channel.metadata import RESERVED_KEYS
 
 from .tokens import TOKEN_KEY, token_matches
@@ -26,22 +25,6 @@ CALLER_KEY = "dapr-caller-app-id"
 # Keys that describe one hop, never the call: the transport's own, the caller's token, and the
 # routing keys this sidecar rewrites itself.
 _HOP_KEYS = RESERVED_KEYS | {TOKEN_KEY, APP_ID_KEY, CALLEE_KEY, CALLER_KEY}
-
-#: Methods whose shape is fixed by a published contract as unary-unary, so the proxy may serve them
-#: on its unary path without being told: Dapr's ``AppCallback`` and ``AppCallbackHealthCheck``
-#: services and the standard ``grpc.health.v1.Health/Check`` (its ``Watch`` streams, so it is not
-#: here). Everything else is unary only when the operator declares it (``unary_methods=``).
-KNOWN_UNARY_METHODS: frozenset[str] = frozenset(
-    {
-        "/dapr.proto.runtime.v1.AppCallback/OnInvoke",
-        "/dapr.proto.runtime.v1.AppCallback/ListTopicSubscriptions",
-        "/dapr.proto.runtime.v1.AppCallback/OnTopicEvent",
-        "/dapr.proto.runtime.v1.AppCallback/ListInputBindings",
-        "/dapr.proto.runtime.v1.AppCallback/OnBindingEvent",
-        "/dapr.proto.runtime.v1.AppCallbackHealthCheck/HealthCheck",
-        "/grpc.health.v1.Health/Check",
-    }
-)
 
 
 class RouteRefused(Exception):
@@ -133,27 +116,6 @@ def plan_route(
     caller = _single_text(pairs, CALLER_KEY) if callee is not None else None
     kept.append((CALLER_KEY, caller or own_app_id))
     return Route(target, True, tuple(kept))
-
-
-def unary_method_set(declared: Iterable[str] | None) -> frozenset[str]:
-    """:data:`KNOWN_UNARY_METHODS` plus the ``declared`` full method paths (None or empty: the
-    known ones only). A path that is not ``"/pkg.Service/Method"`` raises ValueError naming it; a
-    single string instead of a collection of them raises TypeError (its characters would be read
-    as paths)."""
-    if declared is None:
-        return KNOWN_UNARY_METHODS
-    if isinstance(declared, str | bytes):
-        raise TypeError(
-            f"unary_methods must be a collection of method paths, got the single value {declared!r}"
-            " (wrap it in a tuple)"
-        )
-    paths: set[str] = set()
-    for path in declared:
-        try:
-            paths.add(check_method_path(path))
-        except ValueError as err:
-            raise ValueError(f"unary_methods: {err}") from None
-    return KNOWN_UNARY_METHODS | paths
 
 
 def response_metadata(pairs: Iterable[Any] | None) -> MetadataPairs:

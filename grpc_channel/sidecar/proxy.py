@@ -1,44 +1,40 @@
-"""The sidecar's transparent gRPC proxy: any method, any call shape, on raw bytes.
+"""The sidecar's transparent gRPC proxy: any method, any call shape, frame by frame.
 
-A :class:`Sidecar` serves a catch-all handler on a ``grpc.aio`` server. A method is handled as a
-bidirectional stream of raw bytes (the wire does not tell the shapes apart, so unary,
-server-streaming, client-streaming and bidi calls all pass through this one path, with no
-descriptors), unless its shape is known for sure: the methods of
-:data:`~grpc_channel.sidecar._routing.KNOWN_UNARY_METHODS` (Dapr's ``AppCallback`` and health
-services, ``grpc.health.v1.Health/Check``) and those the operator declares with
-``unary_methods=`` take a unary path (a unary handler and one unary upstream call: about a third
-less time per call through grpc.aio than the stream path; the same rules below). Per call:
+A :class:`Sidecar` listens with a :class:`~grpc_channel.sidecar.frame_proxy.FrameProxy`: each
+HTTP/2 stream a caller opens is one call, planned from its request headers and then relayed frame
+by frame (messages as they are, header blocks re-encoded, deadlines, cancellation and flow control
+end to end). The wire does not tell call shapes apart and neither does the proxy: unary,
+server-streaming, client-streaming and bidi calls take one path, with no descriptors and nothing
+to declare. Per call:
 
 1. the caller's ``dapr-api-token`` is checked against ``api_token`` (constant time; missing,
    repeated or wrong: UNAUTHENTICATED) and removed;
 2. the target app id is ``dapr-callee-app-id``, else ``dapr-app-id`` (neither: INVALID_ARGUMENT);
-3. the own app id goes to ``app_address`` through the sidecar's app channel
-   (:attr:`Sidecar.app_channel`, a :class:`~grpc_channel.aio.AsyncChannel` dialled once on
-   start: it sends ``app_token`` and holds an ``app_max_concurrency`` slot per call, unary or
-   stream, until the call ends; no ``app_address``: FAILED_PRECONDITION); any other id goes to
-   that app's sidecar over a plain cached ``grpc.aio`` channel, found by the ``resolver``
-   (unknown: NOT_FOUND naming it), with ``dapr-caller-app-id``/``dapr-callee-app-id`` and
-   ``peer_token``;
+3. the own app id goes to ``app_address`` under the app channel's policies (the
+   ``app_token`` once, as the app channel sends it, and an ``app_max_concurrency`` slot of
+   :attr:`Sidecar.app_channel`'s limit held until the call ends, unary or stream; a call waiting
+   for one gives up at its deadline; no ``app_address``: FAILED_PRECONDITION); any other id goes
+   to that app's sidecar, found by the ``resolver`` (unknown: NOT_FOUND naming it), with
+   ``dapr-caller-app-id``/``dapr-callee-app-id`` and ``peer_token``;
 4. at most ``max_in_flight`` calls (default 1000) are proxied at once; one more is refused at
    once with RESOURCE_EXHAUSTED (refused, not queued: a queue would hide overload from callers
-   that can retry elsewhere, and grpc.aio starts failing calls with CANCELLED when thousands
-   pile up on one channel).
+   that can retry elsewhere).
 
 The rest of the metadata, ``-bin`` values included, is forwarded unchanged (see
-:func:`~grpc_channel.sidecar._routing.plan_route` for the hop keys that are not). The
-upstream's headers are sent back as soon as they arrive; its messages, trailers (with
-``grpc-status-details-bin``), status code and details are passed back exactly. The caller's
-deadline travels as the upstream timeout; when the caller cancels, the upstream call is
-cancelled; when the upstream fails (app gone: UNAVAILABLE), the caller's call ends with that
-status.
+:func:`~grpc_channel.sidecar._routing.plan_route` for the hop keys that are not); ``grpc-timeout``
+travels as it came. The upstream's headers, messages and trailers (``grpc-status``,
+``grpc-message``, ``grpc-status-details-bin``, the app's own) reach the caller unchanged. When the
+caller cancels, the upstream stream is reset; when the upstream fails (app gone: UNAVAILABLE), the
+caller's call ends with that status after the messages that did arrive.
 
-Messages larger than ``max_message_bytes`` (default 4 MiB, both directions, both sides) fail
-with RESOURCE_EXHAUSTED. Upstream channels are cached per address, at most ``max_channels``
-(default 64; the least recently used one is closed, its calls given 30 s to finish).
-:meth:`Sidecar.stop` refuses new calls and lets in-flight ones finish within ``grace``.
-The server listens on ``host`` (default ``127.0.0.1``), plaintext.
+Messages larger than ``max_message_bytes`` (default 4 MiB, both directions) fail with
+RESOURCE_EXHAUSTED. Upstream connections are pooled per address, at most ``max_channels``
+addresses (default 64; the least recently used pool closes once its calls are done, at most 30 s
+later). :meth:`Sidecar.stop` sends GOAWAY, refuses new calls and lets in-flight ones finish
+within ``grace``. The proxy listens on ``host`` (default ``127.0.0.1``), plaintext.
 
-Seams: :meth:`Sidecar.add_services` serves other handlers ahead of the catch-all (the Dapr API);
+Seams: :meth:`Sidecar.add_services` serves other handlers (the Dapr API) on an internal loopback
+``grpc.aio`` server, to which the proxy relays the methods they answer, unchanged;
 :meth:`Sidecar.unary_call` (reply, headers and trailers) and :meth:`Sidecar.unary` (the reply)
 call an app by id from in-process code with the proxy's routing rules; :meth:`Sidecar.admit`
 lets an added service's call count against ``max_in_flight`` and reach the observer as a
@@ -49,16 +45,21 @@ told of every accepted call and its final status.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import os
+import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypedDict, Unpack
 
 import grpc
 import grpc.aio
+from hpack import NeverIndexedHeaderTuple
 
+from grpc_channel._channel_core import APP_TOKEN_ENV
 from grpc_channel.aio import AsyncChannel
 from grpc_channel.aio import dial as aio_dial
 from grpc_channel.call_options import header, trailer
@@ -74,6 +75,7 @@ from grpc_channel.interceptors import BoundedCache, MetadataPairs
 from grpc_channel.invoke import check_method_path
 from grpc_channel.metadata import Metadata
 
+from ._h2 import parse_timeout
 from ._routing import (
     APP_ID_KEY,
     CALLEE_KEY,
@@ -82,11 +84,11 @@ from ._routing import (
     RouteRefused,
     plan_route,
     response_metadata,
-    unary_method_set,
 )
+from .frame_proxy import CallPlan, FrameProxy, Headers
 from .observer import ProxiedCall, ProxyObserver
 from .resolver import Resolver, UnknownAppError, check_address
-from .tokens import check_token_value
+from .tokens import TOKEN_KEY, check_token_value
 
 __all__ = [
     "DEFAULT_MAX_CHANNELS",
@@ -102,16 +104,47 @@ DEFAULT_MAX_IN_FLIGHT = 1000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_CHANNELS = 64
 _EVICTED_CHANNEL_GRACE = 30.0
-_NO_DEADLINE = 1e8  # grpc reports "no deadline" as a huge time remaining
 _ROUTING_KEYS = frozenset({APP_ID_KEY, CALLEE_KEY, CALLER_KEY})
+#: Request headers of the transport that travel on unchanged (with ``:``-pseudo and ``grpc-*``).
+_TRANSPORT_KEYS = frozenset({b"te", b"content-type", b"user-agent"})
+TOKEN_KEY_WIRE = TOKEN_KEY.encode("ascii")
+_UNINDEXED = frozenset({TOKEN_KEY_WIRE, b"traceparent", b"tracestate", b"grpc-timeout"})
 
 _log = logging.getLogger(__name__)
 
-_Context = grpc.aio.ServicerContext[bytes, bytes]
-_Proxy = Callable[[str, AsyncIterator[bytes], _Context], Awaitable[None]]
-_UnaryProxy = Callable[[str, bytes, _Context], Awaitable[bytes]]
 #: What an upstream unary call ended with: code, details, headers, trailers, the reply (OK only).
 _UnaryOutcome = tuple[grpc.StatusCode, str | None, MetadataPairs, MetadataPairs, bytes]
+
+
+class _Details:
+    """The call details an added service is asked about (only the method is known then)."""
+
+    __slots__ = ("invocation_metadata", "method")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata: MetadataPairs = ()
+
+
+def _wire_pair(key: str, value: str | bytes) -> tuple[bytes, bytes]:
+    """A metadata pair as its header: text as it came (latin-1 both ways, so any byte survives),
+    a bytes value of a ``-bin`` key base64-encoded; the token and the trace context never indexed
+    by HPACK (:func:`_unindexed`)."""
+    name = key.encode("latin-1")
+    if isinstance(value, bytes):
+        wire = base64.b64encode(value).rstrip(b"=") if key.endswith("-bin") else value
+    else:
+        wire = value.encode("latin-1")
+    if name in _UNINDEXED:
+        return _unindexed(name, wire)
+    return (name, wire)
+
+
+def _unindexed(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """A header HPACK must not add to its table: a secret (the token), or a value that changes
+    with every call (``grpc-timeout``, trace context), which would only churn the table."""
+    pair: tuple[bytes, bytes] = NeverIndexedHeaderTuple(name, value)
+    return pair
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -213,74 +246,6 @@ class UnaryCallOptions(TypedDict, total=False):
     admission: AdmittedCall | None
 
 
-class _Ending:
-    """How a proxied call ends, as a ``with`` block around it: leaving the block ends
-    ``admission`` (its place and its observer record) with :attr:`code`. The block sets
-    :attr:`code` to the status the caller gets; until then it is CANCELLED (the task was
-    cancelled: the caller went away or the server stopped), and any other error escaping the
-    block makes it UNKNOWN."""
-
-    __slots__ = ("admission", "code")
-
-    def __init__(self, admission: AdmittedCall) -> None:
-        self.admission = admission
-        self.code = grpc.StatusCode.CANCELLED
-
-    def __enter__(self) -> _Ending:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is not None and not issubclass(exc_type, asyncio.CancelledError):
-            self.code = grpc.StatusCode.UNKNOWN
-        self.admission.end(self.code)
-
-
-def _upstream_timeout(remaining: float | None) -> float | None:
-    """The caller's time remaining as the upstream timeout (None: no deadline)."""
-    if remaining is None or remaining > _NO_DEADLINE:
-        return None
-    return max(remaining, 0.0)
-
-
-class _CatchAll(grpc.GenericRpcHandler):  # type: ignore[type-arg]
-    """Answers every method path with a raw-bytes handler bound to that path: unary for the paths
-    in ``unary_methods``, bidi for every other (the shape a transparent proxy can always serve).
-    Handlers are built once per path (at most :class:`BoundedCache`'s capacity are kept)."""
-
-    def __init__(
-        self, stream_proxy: _Proxy, unary_proxy: _UnaryProxy, unary_methods: frozenset[str]
-    ) -> None:
-        self._stream_proxy = stream_proxy
-        self._unary_proxy = unary_proxy
-        self._unary_methods = unary_methods
-        self._handlers: BoundedCache[str, grpc.RpcMethodHandler[Any, Any]] = BoundedCache()
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
-        method: str = details.method
-        handler = self._handlers.data.get(method)
-        if handler is None:
-            handler = self._handlers.setdefault(method, self._build(method))
-        return handler
-
-    def _build(self, method: str) -> grpc.RpcMethodHandler[Any, Any]:
-        # Coroutine functions (not async generators): grpc.aio then awaits them on the loop (a
-        # plain function would go to a thread) and lets them end the call with the upstream's
-        # status. No (de)serializers: the messages stay bytes.
-        if method in self._unary_methods:
-            unary_proxy = self._unary_proxy
-
-            async def handle_unary(request: bytes, context: _Context) -> bytes:
-                return await unary_proxy(method, request, context)
-
-            return grpc.unary_unary_rpc_method_handler(handle_unary)
-        stream_proxy = self._stream_proxy
-
-        async def handle(requests: AsyncIterator[bytes], context: _Context) -> None:
-            await stream_proxy(method, requests, context)
-
-        return grpc.stream_stream_rpc_method_handler(handle)
-
-
 class Sidecar:
     """A transparent gRPC proxy for app ``app_id`` (see the module docs for the rules).
 
@@ -294,16 +259,8 @@ class Sidecar:
     (``start(0)`` on entry, ``stop()`` on exit) or call :meth:`start` and :meth:`stop`. One
     sidecar serves one event loop.
 
-    ``unary_methods`` (default None: none declared) names full method paths the operator knows
-    to be unary-unary; they, and the methods of :data:`KNOWN_UNARY_METHODS` (Dapr's
-    ``AppCallback`` and health services, ``grpc.health.v1.Health/Check``), take the unary path,
-    which passes headers, trailers, status details, the deadline and cancellation exactly as the
-    stream path does, with less work per call. Declare only what you know: a declared method
-    that is not unary breaks (a server-streaming one ends only at the caller's deadline or
-    cancellation, DEADLINE_EXCEEDED or CANCELLED, grpc's unary call waiting for replies it
-    never reads; of a client stream, grpc's unary handler keeps the first message and drops the
-    rest). Every other method takes the stream path, which serves all four shapes. A path that
-    is not ``"/pkg.Service/Method"`` raises ValueError, a single string TypeError.
+    Every method and every call shape takes the same path (:mod:`~grpc_channel.sidecar.frame_proxy`
+    relays the call's HTTP/2 frames): nothing needs declaring, no descriptors are needed.
     """
 
     def __init__(
@@ -321,7 +278,6 @@ class Sidecar:
         app_max_concurrency: int | None = None,
         observer: ProxyObserver | None = None,
         host: str = "127.0.0.1",
-        unary_methods: Iterable[str] | None = None,
     ) -> None:
         if not isinstance(app_id, str) or not app_id.strip() or app_id != app_id.strip():
             raise ValueError(f"app_id must be a non-empty id without blanks, got {app_id!r}")
@@ -348,13 +304,16 @@ class Sidecar:
         if not isinstance(host, str) or not host:
             raise ValueError(f"host must be a non-empty host name or address, got {host!r}")
         self.host = host
-        self.unary_methods = unary_method_set(unary_methods)
         self._in_flight = 0
         self._channels: OrderedDict[str, grpc.aio.Channel] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
         self._services: list[grpc.GenericRpcHandler] = []  # type: ignore[type-arg]
         self._app: AsyncChannel | None = None
-        self._server: grpc.aio.Server | None = None
+        self._server: grpc.aio.Server | None = None  # the added services, on loopback
+        self._internal: str | None = None  # its address
+        self._own_paths: BoundedCache[str, bool] = BoundedCache()
+        self._frames: FrameProxy | None = None
+        self._app_token_wire: bytes | None = None
         self._port: int | None = None
         self._started = False
 
@@ -382,10 +341,12 @@ class Sidecar:
         return self._app
 
     def add_services(self, *handlers: grpc.GenericRpcHandler) -> None:  # type: ignore[type-arg]
-        """Serve ``handlers`` ahead of the proxy's catch-all (first added, first asked): a method
-        they answer is theirs, every other goes to the proxy. Before :meth:`start` only
-        (RuntimeError after: grpc.aio cannot add handlers to a running server); a handler that is
-        not a ``grpc.GenericRpcHandler`` raises TypeError."""
+        """Serve ``handlers`` ahead of the proxy (first added, first asked): a method they answer
+        is theirs, every other goes to the proxy. They run on an internal ``grpc.aio`` server on
+        loopback; the proxy relays their calls there unchanged (the token check is theirs). Each
+        is asked once per method path, with only ``details.method`` set: its ``service()`` must
+        decide on the path alone. Before :meth:`start` only (RuntimeError after); a handler that
+        is not a ``grpc.GenericRpcHandler`` raises TypeError."""
         if self._started:
             raise RuntimeError("add_services: the sidecar is already started; add them before")
         for handler in handlers:
@@ -415,36 +376,54 @@ class Sidecar:
         return options
 
     async def start(self, port: int = 0) -> int:
-        """Dial the app (when ``app_address`` is set), listen on ``host:port`` (0: an ephemeral
-        port) and return the port. Once only (RuntimeError after)."""
+        """Dial the app (when ``app_address`` is set), serve the added services on an internal
+        loopback port, listen on ``host:port`` (0: an ephemeral port) and return the port. Once
+        only (RuntimeError after)."""
         if self._started:
             raise RuntimeError("the sidecar is already started")
         self._started = True
+        # The token the app channel sends, sent the same way on proxied calls to the app.
+        token = self._app_token or os.environ.get(APP_TOKEN_ENV) or None
+        self._app_token_wire = None if token is None else token.encode("latin-1")
         if self.app_address is not None:
             self._app = await aio_dial(self.app_address, *self._app_dial_options())
+        frames = FrameProxy(
+            self._plan_call,
+            max_message_bytes=self.max_message_bytes,
+            max_addresses=self._max_channels,
+        )
         try:
-            server = grpc.aio.server(options=self._size_options())
-            catch_all = _CatchAll(self._proxy, self._proxy_unary, self.unary_methods)
-            server.add_generic_rpc_handlers((*self._services, catch_all))
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            bound = server.add_insecure_port(f"{host}:{port}")
-            if bound == 0:
-                raise OSError(f"cannot listen on {host}:{port}")
-            await server.start()
+            if self._services:
+                server = grpc.aio.server(options=self._size_options())
+                server.add_generic_rpc_handlers(tuple(self._services))
+                internal = server.add_insecure_port("127.0.0.1:0")
+                if internal == 0:
+                    raise OSError("cannot listen on an internal loopback port")
+                await server.start()
+                self._server, self._internal = server, f"127.0.0.1:{internal}"
+            bound = await frames.start(self.host, port)
         except BaseException:
-            app, self._app = self._app, None
-            if app is not None:
-                await app.close()
+            await self._close_all(None)
             raise
-        self._server, self._port = server, bound
+        self._frames, self._port = frames, bound
         return bound
 
     async def stop(self, grace: float | None = 5.0) -> None:
         """Refuse new calls, let in-flight ones finish within ``grace`` seconds (None: cancel
         them now), then close the app channel and the upstream channels. Safe to call twice."""
+        frames, self._frames = self._frames, None
+        await asyncio.gather(
+            *([] if frames is None else [frames.stop(grace)]),
+            self._close_all(grace, close_channels=False),
+        )
+        await self._close_all(grace)
+
+    async def _close_all(self, grace: float | None, *, close_channels: bool = True) -> None:
         server, self._server = self._server, None
         if server is not None:
             await server.stop(grace)
+        if not close_channels:
+            return
         app, self._app = self._app, None
         if app is not None:
             await app.close()
@@ -636,103 +615,72 @@ class Sidecar:
             task.add_done_callback(self._closing.discard)
         return channel
 
-    async def _admit(self, method: str, context: _Context) -> tuple[Route, str]:
-        """The call's route and upstream address, or the call ended (``context.abort`` raises)
-        with the refusal: token, target, resolver, or ``max_in_flight`` reached."""
-        incoming = context.invocation_metadata() or ()
-        try:
-            route = plan_route(
-                incoming,
-                own_app_id=self.app_id,
-                api_token=self._api_token,
-                peer_token=self._peer_token,
-            )
-            address = self._address_of(route)
-        except RouteRefused as refused:
-            _log.debug("refused %s: %s", method, refused.code.name)
-            await context.abort(refused.code, refused.message)
-            raise  # not reached: abort raises
+    def _serves_itself(self, method: str) -> bool:
+        """Whether an added service (the Dapr API) answers ``method`` (asked once per path)."""
+        known = self._own_paths.data.get(method)
+        if known is None:
+            details: Any = _Details(method)  # all a HandlerCallDetails has then
+            known = any(handler.service(details) is not None for handler in self._services)
+            self._own_paths.setdefault(method, known)
+        return known
+
+    def _plan_call(self, block: Headers) -> CallPlan:
+        """The frame proxy's planner: the routing rules of :func:`plan_route` on a call's request
+        headers, the cap on calls in flight, the observer, and the header block for the next
+        hop (RouteRefused to refuse the call)."""
+        path = b""
+        timeout: float | None = None
+        for name, value in block:
+            if name == b":path":
+                path = value
+            elif name == b"grpc-timeout":
+                timeout = parse_timeout(value)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        method = path.decode("latin-1")
+        if not method.startswith("/"):
+            raise RouteRefused(grpc.StatusCode.UNIMPLEMENTED, f"no gRPC method path: {method!r}")
+        if self._internal is not None and self._serves_itself(method):
+            return CallPlan(self._internal, block, "the sidecar's API", deadline=deadline)
+        pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in block]
+        route = plan_route(
+            pairs, own_app_id=self.app_id, api_token=self._api_token, peer_token=self._peer_token
+        )
+        address = self._address_of(route)
         if self._in_flight >= self.max_in_flight:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, self._cap_message())
-        return route, address
+            raise RouteRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, self._cap_message())
+        admission = self._count_in(method, route.target, route.local, pairs)
+        try:
+            out = [
+                (name, address.encode("latin-1") if name == b":authority" else value)
+                for name, value in block
+                if name[:1] == b":"
+            ]
+            out += [
+                _unindexed(name, value) if name == b"grpc-timeout" else (name, value)
+                for name, value in block
+                if name in _TRANSPORT_KEYS or name.startswith(b"grpc-")
+            ]
+            forwarded = admission.forward_metadata(route.metadata)
+            out += [_wire_pair(key, value) for key, value in forwarded]
+            limit = None
+            if route.local:
+                if self._app_token_wire is not None:
+                    out.append(_unindexed(TOKEN_KEY_WIRE, self._app_token_wire))
+                app = self._app
+                limit = None if app is None else app.concurrency_limit
+                what = f"app {self.app_id!r}"
+            else:
+                what = f"the sidecar of app {route.target!r}"
+        except BaseException:
+            admission.end(grpc.StatusCode.INTERNAL)
+            raise
+        return CallPlan(address, tuple(out), what, admission, limit, deadline)
 
     def _cap_message(self) -> str:
         return (
             f"sidecar of {self.app_id!r} has {self.max_in_flight} calls in flight already "
             f"(max_in_flight={self.max_in_flight})"
         )
-
-    async def _proxy(self, method: str, requests: AsyncIterator[bytes], context: _Context) -> None:
-        route, address = await self._admit(method, context)
-        incoming = context.invocation_metadata() or ()
-        with _Ending(self._count_in(method, route.target, route.local, incoming)) as ending:
-            metadata = ending.admission.forward_metadata(route.metadata)
-            app = self._app
-            try:
-                if route.local and app is not None:
-                    call: Any = app.stream(
-                        method,
-                        requests,
-                        timeout=_upstream_timeout(context.time_remaining()),
-                        metadata=metadata,
-                    )
-                else:
-                    call = self._channel_for(address).stream_stream(method, None, None)(
-                        requests,
-                        timeout=_upstream_timeout(context.time_remaining()),
-                        metadata=metadata,
-                    )
-                ending.code, details, trailers = await self._relay(call, context)
-            except grpc.RpcError as err:  # the call could not start (app channel closed, refused)
-                ending.code, details, trailers = _error_status(err)
-        if ending.code is grpc.StatusCode.OK:
-            context.set_trailing_metadata(trailers)
-        else:
-            await context.abort(ending.code, details or "", trailers)
-
-    async def _proxy_unary(self, method: str, request: bytes, context: _Context) -> bytes:
-        """The unary path: one request, one upstream unary call, one reply. The same admission,
-        observer, status, headers and trailers as :meth:`_proxy`, without the stream machinery
-        (no request iterator, no per-message reads and writes)."""
-        route, address = await self._admit(method, context)
-        incoming = context.invocation_metadata() or ()
-        with _Ending(self._count_in(method, route.target, route.local, incoming)) as ending:
-            metadata = ending.admission.forward_metadata(route.metadata)
-            timeout = _upstream_timeout(context.time_remaining())
-            app = self._app
-            if route.local and app is not None:
-                outcome = await _app_unary(app, method, request, timeout, metadata)
-            else:
-                mc = self._channel_for(address).unary_unary(method, None, None)
-                outcome = await _plain_unary(mc(request, timeout=timeout, metadata=metadata))
-            ending.code, details, headers, trailers, reply = outcome
-        if headers:
-            await context.send_initial_metadata(headers)
-        if ending.code is not grpc.StatusCode.OK:
-            await context.abort(ending.code, details or "", trailers)
-        context.set_trailing_metadata(trailers)
-        return reply
-
-    @staticmethod
-    async def _relay(
-        call: Any, context: _Context
-    ) -> tuple[grpc.StatusCode, str | None, MetadataPairs]:
-        """Pass the upstream's headers and messages back; return its status and trailers."""
-        try:
-            headers = response_metadata(await call.initial_metadata())
-            if headers:
-                await context.send_initial_metadata(headers)
-            async for reply in call:
-                await context.write(reply)
-            code: grpc.StatusCode = await call.code()
-            details: str | None = await call.details()
-            return code, details, response_metadata(await call.trailing_metadata())
-        except grpc.RpcError as err:
-            return _error_status(err)
-        finally:
-            # The caller went away (this task is cancelled) or we failed: end the upstream too.
-            if not call.done():
-                call.cancel()
 
 
 async def _plain_unary(call: Any) -> _UnaryOutcome:

@@ -5,7 +5,7 @@
     grpc-channel sidecar --app-id ID --app-port N [--app-host 127.0.0.1]
         [--port 50001] [--http-port 3500] [--host 127.0.0.1]
         [--components DIR_OR_FILE] [--peers FILE] [--app-max-concurrency N]
-        [--unary-method /pkg.Service/Method ...] [--max-in-flight 1000]
+        [--max-in-flight 1000]
         [--max-message-bytes 4194304] [--drain-timeout 30]
         [--log-level INFO]
 
@@ -36,10 +36,8 @@ up.
   token. Token values are never printed or logged.
 - ``--app-max-concurrency`` (default: no limit) caps calls to the own app; ``--max-in-flight``
   (default 1000) caps proxied calls (one more is RESOURCE_EXHAUSTED); ``--max-message-bytes``
-  (default 4 MiB) caps each message. ``--unary-method`` (repeatable) declares a method unary:
-  it takes the proxy's unary path (about a third faster than the stream path every other method
-  takes); Dapr's AppCallback methods always do. A method declared wrongly breaks (see
-  :class:`~grpc_channel.sidecar.proxy.Sidecar`).
+  (default 4 MiB) caps each message, both ways. Every method and call shape is proxied alike,
+  frame by frame (:mod:`~grpc_channel.sidecar.frame_proxy`): nothing to declare.
 
 Once serving, the process writes exactly one JSON line to stdout and flushes it::
 
@@ -76,7 +74,6 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from grpc_channel import process as flags
 from grpc_channel.interceptors import MissingExtraError
-from grpc_channel.invoke import check_method_path
 from grpc_channel.pubsub.brokers import BrokerError, Component, ComponentError, load_components
 
 from .dapr_api import AppConnection, ComponentInfo, DaprApi, sidecar_call_app
@@ -139,7 +136,6 @@ class SidecarServeConfig:
     components: pathlib.Path | None = None
     peers: pathlib.Path | None = None
     app_max_concurrency: int | None = None
-    unary_methods: tuple[str, ...] = ()
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     drain_timeout: float = 30.0
@@ -147,13 +143,6 @@ class SidecarServeConfig:
 
 
 # -- flags -----------------------------------------------------------------------------------------
-
-
-def _method_path(text: str) -> str:
-    try:
-        return check_method_path(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _app_id(text: str) -> str:
@@ -206,16 +195,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--app-max-concurrency", type=flags.positive_int, help="calls to the app at once (no limit)"
     )
     parser.add_argument(
-        "--unary-method",
-        dest="unary_methods",
-        action="append",
-        type=_method_path,
-        default=[],
-        metavar="/pkg.Service/Method",
-        help="repeatable: a method known to be unary, proxied on the faster unary path (Dapr's "
-        "AppCallback methods always are); declare only methods that are unary for sure",
-    )
-    parser.add_argument(
         "--max-in-flight",
         type=flags.positive_int,
         default=DEFAULT_MAX_IN_FLIGHT,
@@ -264,7 +243,6 @@ def config_from_args(args: argparse.Namespace) -> SidecarServeConfig:
         components=args.components,
         peers=args.peers,
         app_max_concurrency=args.app_max_concurrency,
-        unary_methods=tuple(args.unary_methods),
         max_in_flight=args.max_in_flight,
         max_message_bytes=args.max_message_bytes,
         drain_timeout=args.drain_timeout,
@@ -354,7 +332,6 @@ def _build_sidecar(
         "app_token": tokens.app_token,
         "peer_token": tokens.peer_token,
         "max_in_flight": config.max_in_flight,
-        "unary_methods": config.unary_methods,
         "max_message_bytes": config.max_message_bytes,
         "host": config.host,
     }
