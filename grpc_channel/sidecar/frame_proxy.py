@@ -313,23 +313,29 @@ class _Call:
         if self.ended:  # the caller went away as the slot came
             self._give_back_slot(grpc.StatusCode.CANCELLED)
             return
-        await self._connect_and_open()
+        if not self.up.closed:
+            await self._connect_and_open()
 
     async def _connect_and_open(self) -> None:
+        plan = self.plan
         try:
-            conn = await self.proxy.pool(self.plan.address).connect(self._time_left())
+            conn = await self.proxy.pool(plan.address).connect(self._time_left())
         except TimeoutError:
-            self.fail(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"deadline passed while connecting to {self.plan.what} at {self.plan.address}",
-            )
+            left = self._time_left()
+            if left is not None and left <= 0:
+                code, why = (
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    "the deadline passed while connecting",
+                )
+            else:
+                code, why = grpc.StatusCode.UNAVAILABLE, f"no connection in {_CONNECT_TIMEOUT:g} s"
+            self.fail(code, f"cannot reach {plan.what} at {plan.address}: {why}")
         except OSError as err:
             self.fail(
-                grpc.StatusCode.UNAVAILABLE,
-                f"cannot reach {self.plan.what} at {self.plan.address}: {err}",
+                grpc.StatusCode.UNAVAILABLE, f"cannot reach {plan.what} at {plan.address}: {err}"
             )
         else:
-            if not self.ended:
+            if not self.up.closed:  # not failed or ended meanwhile
                 self.open(conn)
         self.proxy.flush()
 
@@ -866,7 +872,8 @@ class _UpstreamConn(_Conn):
         self.stream_closed()
 
     def stream_closed(self) -> None:
-        if not self.streams and (self.going_away or self.pool.retired):
+        spent = self.going_away or self.pool.retired or self.next_sid >= h2.MAX_STREAM_ID
+        if not self.streams and spent:
             self.closed = True
             if self.transport is not None:
                 self.transport.close()

@@ -59,7 +59,6 @@ import grpc
 import grpc.aio
 from hpack import NeverIndexedHeaderTuple
 
-from grpc_channel._channel_core import APP_TOKEN_ENV
 from grpc_channel.aio import AsyncChannel
 from grpc_channel.aio import dial as aio_dial
 from grpc_channel.call_options import header, trailer
@@ -88,7 +87,7 @@ from ._routing import (
 from .frame_proxy import CallPlan, FrameProxy, Headers
 from .observer import ProxiedCall, ProxyObserver
 from .resolver import Resolver, UnknownAppError, check_address
-from .tokens import TOKEN_KEY, check_token_value
+from .tokens import APP_TOKEN_ENV, TOKEN_KEY, check_token_value
 
 __all__ = [
     "DEFAULT_MAX_CHANNELS",
