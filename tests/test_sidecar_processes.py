@@ -133,6 +133,7 @@ def _invoke(
         (["--app-id", "x", "--app-port", "0"], "--app-port"),
         (["--app-id", "x", "--app-port", "70000"], "--app-port"),
         (["--app-id", "x y", "--app-port", "5000"], "--app-id"),
+        (["--app-id", "orders.v1", "--app-port", "5000"], "--app-id"),
         (["--app-id", "x", "--app-port", "5000", "--port", "-1"], "--port"),
         (["--app-id", "x", "--app-port", "5000", "--drain-timeout", "nan"], "--drain-timeout"),
         (["--app-id", "x", "--app-port", "5000", "--max-in-flight", "0"], "--max-in-flight"),

@@ -74,7 +74,14 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from grpc_channel import process as flags
 from grpc_channel.interceptors import MissingExtraError
-from grpc_channel.pubsub.brokers import BrokerError, Component, ComponentError, load_components
+from grpc_channel.pubsub.brokers import (
+    BrokerArgumentError,
+    BrokerError,
+    Component,
+    ComponentError,
+    load_components,
+)
+from grpc_channel.pubsub.brokers.base import validate_group
 
 from .dapr_api import AppConnection, ComponentInfo, DaprApi, sidecar_call_app
 from .http import SidecarHttp, prometheus_meter_provider
@@ -146,15 +153,14 @@ class SidecarServeConfig:
 
 
 def _app_id(text: str) -> str:
-    # The id travels as metadata (dapr-app-id) and names broker consumer groups: keep it to the
-    # characters both accept.
-    if not 1 <= len(text) <= 100 or not all(
-        ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in text
-    ):
+    # The id travels as metadata (dapr-app-id) and names the brokers' consumer groups (NATS
+    # durable names refuse '.'; so does Dapr in app ids): one rule, the brokers' own.
+    try:
+        return validate_group("sidecar", text)
+    except BrokerArgumentError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not allowed; allowed: 1-100 characters of A-Z a-z 0-9 - _ ."
-        )
-    return text
+            f"{text!r} is not allowed; allowed: 1-100 characters of A-Z a-z 0-9 - _"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
