@@ -4,13 +4,19 @@ exporter is chosen by ``OTEL_TRACES_EXPORTER``."""
 from __future__ import annotations
 
 import asyncio
+import pathlib
+from concurrent import futures
 
 import grpc
 import grpc.aio
 import pytest
 from support_harness import async_wait_until
 
-from grpc_channel.appcallback import ON_INVOKE
+from grpc_channel.appcallback import (
+    APP_CALLBACK_HEALTH_CHECK_SERVICE,
+    APP_CALLBACK_SERVICE,
+    ON_INVOKE,
+)
 from grpc_channel.demo import DemoServer
 from grpc_channel.sidecar.serve import (
     TRACES_EXPORTER_ENV,
@@ -88,3 +94,76 @@ def test_console_spans_of_proxied_calls_go_to_stderr(
     err = capfd.readouterr().err
     assert ON_INVOKE.lstrip("/") in err or ON_INVOKE in err
     assert '"service.name": "orders"' in err
+
+
+# -- the app health probe interval --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "nan", "soon"])
+def test_a_bad_health_probe_interval_exits_2_naming_the_flag(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args([*BASE, "--app-health-probe-interval", bad])
+    assert exited.value.code == 2
+    assert "--app-health-probe-interval" in capsys.readouterr().err
+
+
+def test_the_health_probe_interval_paces_the_probes_of_the_app(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve() with a pub/sub component and --app-health-probe-interval 0.2: the app is probed
+    about five times a second (the default, 5 s, once in five seconds)."""
+    for name in ("DAPR_API_TOKEN", "APP_API_TOKEN", TRACES_EXPORTER_ENV):
+        monkeypatch.delenv(name, raising=False)
+    probes: list[float] = []  # one entry per probe
+
+    def health(request: bytes, context: grpc.ServicerContext) -> bytes:
+        probes.append(1.0)
+        return b""
+
+    def subscriptions(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return b""  # no subscriptions: an empty ListTopicSubscriptionsResponse
+
+    app = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    app.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                APP_CALLBACK_HEALTH_CHECK_SERVICE,
+                {"HealthCheck": grpc.unary_unary_rpc_method_handler(health)},
+            ),
+            grpc.method_handlers_generic_handler(
+                APP_CALLBACK_SERVICE,
+                {"ListTopicSubscriptions": grpc.unary_unary_rpc_method_handler(subscriptions)},
+            ),
+        )
+    )
+    app_port = app.add_insecure_port("127.0.0.1:0")
+    app.start()
+    components = tmp_path / "pubsub.yaml"
+    components.write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\n"
+        "metadata: {name: pubsub}\nspec: {type: pubsub.in-memory, version: v1}\n"
+    )
+    argv = ["--app-id", "orders", "--app-port", str(app_port), "--port", "0", "--http-port", "0"]
+    config = parse_args(
+        [*argv, "--components", str(components), "--app-health-probe-interval", "0.2"]
+    )
+    assert config.app_health_probe_interval == 0.2
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(serve(config, stop, announce=lambda record: None))
+        try:
+            # Ten probes come in about 2 s; at the 5 s default, 20 s would not see them.
+            assert await async_wait_until(lambda: len(probes) >= 10 or serving.done(), timeout=20)
+            assert not serving.done(), serving.exception()
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, 30)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        app.stop(None).wait(10)
+    assert len(probes) >= 10

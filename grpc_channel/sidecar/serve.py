@@ -6,7 +6,7 @@
         [--port 50001] [--http-port 3500] [--host 127.0.0.1]
         [--components DIR_OR_FILE] [--peers FILE] [--app-max-concurrency N]
         [--max-in-flight 1000]
-        [--max-message-bytes 4194304] [--drain-timeout 30]
+        [--max-message-bytes 4194304] [--drain-timeout 30] [--app-health-probe-interval 5]
         [--log-level INFO]
 
 It wires one :class:`~grpc_channel.sidecar.proxy.Sidecar` (the transparent proxy, listening on
@@ -146,6 +146,7 @@ class SidecarServeConfig:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     drain_timeout: float = 30.0
+    app_health_probe_interval: float = 5.0
     log_level: str = "INFO"
 
 
@@ -213,6 +214,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest message; default %(default)s",
     )
     parser.add_argument(
+        "--app-health-probe-interval",
+        type=flags.seconds,
+        default=5.0,
+        help="with --components: seconds between health probes of the app (deliveries pause "
+        "while it does not answer); default %(default)s",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=flags.seconds,
         default=30.0,
@@ -252,6 +260,7 @@ def config_from_args(args: argparse.Namespace) -> SidecarServeConfig:
         max_in_flight=args.max_in_flight,
         max_message_bytes=args.max_message_bytes,
         drain_timeout=args.drain_timeout,
+        app_health_probe_interval=args.app_health_probe_interval,
         log_level=args.log_level,
     )
 
@@ -410,7 +419,12 @@ async def _start(
         # proxied calls and deliveries alike.
         channel = sidecar.app_channel
         assert channel is not None  # started with an app address
-        parts.runtime = PubSubRuntime(channel, dict(parts.brokers), app_id=config.app_id)
+        parts.runtime = PubSubRuntime(
+            channel,
+            dict(parts.brokers),
+            app_id=config.app_id,
+            health_interval=config.app_health_probe_interval,
+        )
         runtime_box.append(parts.runtime)
         parts.runtime_task = asyncio.create_task(_start_runtime(parts.runtime, config.app_id))
     parts.serving = True
