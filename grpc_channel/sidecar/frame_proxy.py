@@ -356,16 +356,8 @@ class _Call:
     def caller_data(self, data: bytes, end: bool) -> None:
         if end:
             self.down.recv_end = True
-        if data:
-            size = self.request_sizes.oversized(data)
-            if size is not None:
-                self.down.grant(len(data))
-                self.fail(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"request message of {size} bytes is larger than the sidecar's "
-                    f"max_message_bytes={self.request_sizes.limit}",
-                )
-                return
+        if data and self._refused_size(self.down, self.request_sizes, data, "request"):
+            return
         if self.up.closed:
             self.down.grant(len(data))
             return
@@ -393,19 +385,27 @@ class _Call:
         if self.final is not None:
             self.up.grant(len(data))
             return
-        if data:
-            size = self.response_sizes.oversized(data)
-            if size is not None:
-                self.up.grant(len(data))
-                self.fail(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"response message of {size} bytes is larger than the sidecar's "
-                    f"max_message_bytes={self.response_sizes.limit}",
-                )
-                return
+        if data and self._refused_size(self.up, self.response_sizes, data, "response"):
+            return
         if end:  # a response without trailers: the caller's gRPC reads it as it likes
             self.final = grpc.StatusCode.UNKNOWN
         self.down.push((_DATA, data, end))
+
+    def _refused_size(
+        self, source: _Stream, sizes: h2.MessageSizes, data: bytes, what: str
+    ) -> bool:
+        """Whether ``data`` starts a message over the limit: then the call fails with
+        RESOURCE_EXHAUSTED and ``data`` is dropped (its window given back)."""
+        size = sizes.oversized(data)
+        if size is None:
+            return False
+        source.grant(len(data))
+        self.fail(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{what} message of {size} bytes is larger than the sidecar's "
+            f"max_message_bytes={sizes.limit}",
+        )
+        return True
 
     def sent_end(self, stream: _Stream) -> None:
         """``stream`` sent END_STREAM: for the caller's, the call has its final status."""
