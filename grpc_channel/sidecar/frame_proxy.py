@@ -414,7 +414,8 @@ class _Call:
         elif self.up.recv_end:
             self.up.close()
 
-    def reset_by_caller(self, code: int) -> None:
+    def reset_by_caller(self) -> None:
+        """The caller reset its stream (whatever its code, the upstream gets CANCEL)."""
         self.down.recv_end = True
         self.down.drop_queue()
         self.down.close()
@@ -478,7 +479,7 @@ class _Call:
             self.slot = False
             limit.give_back(code, self.started)
 
-    def abort(self, message: str) -> None:
+    def abort(self) -> None:
         """Stop now (the proxy stops): both streams reset, the caller's with CANCEL."""
         if self.ended:
             return
@@ -814,7 +815,7 @@ class _CallerConn(_Conn):
         self.proxy.open_call(self, sid, block, end)
 
     def reset(self, stream: _Stream, code: int) -> None:
-        stream.call.reset_by_caller(code)
+        stream.call.reset_by_caller()
 
     def goaway(self, last_sid: int) -> None:
         """The caller is leaving: its open calls run on; it closes the connection after."""
@@ -1048,7 +1049,7 @@ class FrameProxy:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), grace)
         for call in list(self.calls):
-            call.abort("the sidecar is stopping")
+            call.abort()
         self.flush()
         for conn in list(self.callers):
             conn.closed = True
